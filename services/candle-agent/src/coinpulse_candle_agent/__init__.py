@@ -1,0 +1,1 @@
+"""coinpulse_candle_agent."""

@@ -1,0 +1,1 @@
+"""coinpulse_crawl_dc."""

@@ -1,0 +1,1 @@
+"""coinpulse_ingest_upbit."""
