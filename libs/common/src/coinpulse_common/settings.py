@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     pg_superuser_password: str = Field("coinpulse-admin", description="password of the local `coinpulse` superuser")
     pg_writer_password: str = Field("coinpulse-writer", description="password of `coinpulse_writer` (connectors)")
     pg_reader_password: str = Field("coinpulse-reader", description="password of `coinpulse_reader` (dashboard)")
+    pg_registry_password: str = Field("coinpulse-registry", description="password of `apicurio` (registry storage)")
     pg_database: str = Field("coinpulse", description="database holding bronze/silver/gold schemas")
 
     kafka_heap: str = Field("512m", description="broker JVM heap")
