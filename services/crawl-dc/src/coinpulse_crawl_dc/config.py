@@ -1,0 +1,63 @@
+"""crawl-dc settings: every field is `COINPULSE_<FIELD>` in the environment (see coinpulse_common.settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from coinpulse_common.paths import state_dir
+from coinpulse_common.settings import Settings
+from pydantic import Field
+
+DEV_HASH_KEY = "coinpulse-dev-only-hash-key"
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 "
+    "coinpulse-crawl-dc/0.1 (+research; obeys robots.txt)"
+)
+
+
+class CrawlSettings(Settings):
+    env: str = Field("dev", description="deployment environment; anything but `dev` requires a real DC_HASH_KEY")
+    dc_base_url: str = Field("https://gall.dcinside.com", description="gallery site base URL (the simulator in dev)")
+    dc_galleries: str = Field(
+        "bitcoins_new1:normal", description="comma-separated `id:kind` (kind normal, minor or mini)"
+    )
+    dc_user_agent: str = Field(DEFAULT_USER_AGENT, description="User-Agent the crawler identifies itself with")
+    dc_interval: float = Field(300.0, description="seconds between the starts of two crawl cycles")
+    dc_hash_key: str = Field(DEV_HASH_KEY, description="secret key of the author/IP pseudonymisation HMAC")
+    dc_download_delay: float = Field(1.5, description="seconds between two requests to the same host (>= 1 live)")
+    dc_autothrottle_max_delay: float = Field(30.0, description="AutoThrottle upper bound on the delay, seconds")
+    dc_retry_times: int = Field(3, description="retries of a request failing with 5xx/timeouts")
+    dc_backoff_base: float = Field(2.0, description="first retry waits this many seconds, doubling each retry")
+    dc_backoff_max: float = Field(60.0, description="longest backoff wait, seconds")
+    dc_timeout: float = Field(30.0, description="download timeout per request, seconds")
+    dc_list_num: int = Field(100, description="rows per list page requested (site allows 30, 50, 100)")
+    dc_recent_pages: int = Field(1, description="list pages always walked to watch reply counts of recent posts")
+    dc_max_pages: int = Field(20, description="at most this many list pages per cycle")
+    dc_backfill_pages: int = Field(1, description="list pages read on the very first cycle of a gallery")
+    dc_keep_posts: int = Field(5000, description="posts per gallery whose reply counts/comments stay in state")
+    dc_transactional_id: str = Field("coinpulse-crawl-dc", description="Kafka transactional.id prefix")
+    dc_topic_prefix: str = Field("", description="prefix for the dc.* topics (tests use a unique one)")
+    crawl_metrics_port: int = Field(28102, description="Prometheus metrics port (0 disables)")
+    dc_state_path: str | None = Field(None, description="SQLite state file; default <state_dir>/crawl-dc/state.db")
+
+    def state_file(self) -> Path:
+        if self.dc_state_path:
+            return Path(self.dc_state_path)
+        return state_dir() / "crawl-dc" / "state.db"
+
+    def hash_key_is_dev(self) -> bool:
+        return self.dc_hash_key == DEV_HASH_KEY
+
+    def check(self) -> None:
+        """Refuse to run outside dev with the built-in pseudonymisation key."""
+        if self.env != "dev" and self.hash_key_is_dev():
+            raise ValueError("COINPULSE_DC_HASH_KEY must be set outside dev (COINPULSE_ENV != dev)")
+
+    def topic(self, base: str) -> str:
+        return f"{self.dc_topic_prefix}{base}"
+
+
+@lru_cache(maxsize=1)
+def get_crawl_settings() -> CrawlSettings:
+    return CrawlSettings()

@@ -1,0 +1,108 @@
+"""What parsers share: alarms and markup helpers (lxml)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import lxml.html
+from lxml.html import HtmlElement
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """Something the parser relies on is missing, or a page that should have rows has none.
+
+    Never a quiet success: the spider counts it (metric), logs it with the URL and dead-letters the fragment.
+    """
+
+    kind: str  # list_empty | missing_field | bad_json | ...
+    url: str
+    detail: str
+    fragment: str = ""
+
+
+class ParseAlarm(Exception):
+    def __init__(self, alarm: Alarm):
+        super().__init__(f"{alarm.kind} at {alarm.url}: {alarm.detail}")
+        self.alarm = alarm
+
+
+def has_class(cls: str) -> str:
+    """XPath predicate body: the element's class list contains `cls`."""
+    return f"contains(concat(' ', normalize-space(@class), ' '), ' {cls} ')"
+
+
+_PARSER = lxml.html.HTMLParser(encoding="utf-8")
+
+
+def parse_html(text: str | bytes) -> HtmlElement:
+    """The site serves UTF-8; say so, or libxml2 falls back to Latin-1 on pages without a meta charset."""
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    return lxml.html.fromstring(text or b"<html></html>", parser=_PARSER)
+
+
+_INT = re.compile(r"-?\d[\d,]*")
+
+
+def to_int(text: str | None, default: int = 0) -> int:
+    m = _INT.search(text or "")
+    return int(m.group(0).replace(",", "")) if m else default
+
+
+_DROP_TAGS = {"script", "style", "iframe", "noscript", "object", "embed", "form", "button", "input"}
+_AD_CLASS = re.compile(r"(?:^|[\s_-])(ad|ads|adv|advert|sponsor|banner|dcappfooter|powerlink)(?:$|[\s_-])", re.I)
+_BLOCK_TAGS = {"p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol"}
+_WS = re.compile(r"[ \t\r\f\v\u00a0\u200b]+")
+
+
+def _is_ad(el: HtmlElement) -> bool:
+    cls = el.get("class") or ""
+    ident = el.get("id") or ""
+    return bool(_AD_CLASS.search(cls) or _AD_CLASS.search(ident))
+
+
+def clean_text(root: HtmlElement) -> tuple[str, list[str]]:
+    """Text of a content block without scripts, styles, iframes and ad blocks; image URLs in document order.
+
+    Line structure is kept (`<br>` and block elements break lines); runs of blanks collapse; empty lines go.
+    """
+    parts: list[str] = []
+    images: list[str] = []
+
+    def walk(el: HtmlElement) -> None:
+        tag = el.tag if isinstance(el.tag, str) else ""
+        if tag in _DROP_TAGS or (tag and _is_ad(el)):
+            if el.tail:
+                parts.append(el.tail)
+            return
+        if tag == "br":
+            parts.append("\n")
+        elif tag == "img":
+            src = el.get("data-original") or el.get("src")
+            if src:
+                images.append(src.strip())
+        block = tag in _BLOCK_TAGS
+        if block:
+            parts.append("\n")
+        if tag and el.text:
+            parts.append(el.text)
+        for child in el:
+            walk(child)
+        if block:
+            parts.append("\n")
+        if el.tail and el is not root:
+            parts.append(el.tail)
+
+    walk(root)
+    lines = (_WS.sub(" ", ln).strip() for ln in "".join(parts).split("\n"))
+    return "\n".join(ln for ln in lines if ln), images
+
+
+def fragment_to_text(html: str) -> str:
+    """A small HTML fragment (a comment memo) → its clean text."""
+    if "<" not in html and "&" not in html:
+        return _WS.sub(" ", html).strip()
+    root = lxml.html.fragment_fromstring(html, create_parent="div")
+    return clean_text(root)[0]
