@@ -1,0 +1,337 @@
+"""Upbit WebSocket frames → silver records. Pure: no I/O, no clock.
+
+A frame is UTF-8 JSON in a binary (or text) WebSocket message. Field names come in two spellings whatever was
+requested (DEFAULT long names, SIMPLE abbreviations); a frame may also be a JSON array of such objects
+(JSON_LIST / SIMPLE_LIST formats).
+
+Raw payload fields (DEFAULT / SIMPLE), only the ones a silver record reads:
+
+trade:     type ty, code cd, trade_price tp, trade_volume tv, ask_bid ab, prev_closing_price pcp, change c,
+           change_price cp, trade_timestamp ttms, timestamp tms, sequential_id sid, stream_type st
+ticker:    type ty, code cd, trade_price tp, opening_price op, high_price hp, low_price lp, prev_closing_price pcp,
+           change c, signed_change_rate scr, trade_volume tv, acc_trade_volume_24h atv24h,
+           acc_trade_price_24h atp24h, trade_timestamp ttms, timestamp tms, stream_type st
+orderbook: type ty, code cd, total_ask_size tas, total_bid_size tbs, orderbook_units obu
+           [ask_price ap, bid_price bp, ask_size as, bid_size bs], timestamp tms, level lv, stream_type st
+status:    {"status": "UP"}
+error:     {"error": {"name": "WRONG_FORMAT", "message": "..."}}
+
+Identity fields (market, sequential_id, trade time, price, volume, side) are required; everything else is optional.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+TRADE, TICKER, ORDERBOOK, STATUS, ERROR = "trade", "ticker", "orderbook", "status", "error"
+
+# DEFAULT name -> SIMPLE name, per type
+TRADE_FIELDS = {
+    "type": "ty", "code": "cd", "trade_price": "tp", "trade_volume": "tv", "ask_bid": "ab",
+    "prev_closing_price": "pcp", "change": "c", "change_price": "cp", "trade_date": "td", "trade_time": "ttm",
+    "trade_timestamp": "ttms", "timestamp": "tms", "sequential_id": "sid", "best_ask_price": "bap",
+    "best_ask_size": "bas", "best_bid_price": "bbp", "best_bid_size": "bbs", "stream_type": "st",
+}
+TICKER_FIELDS = {
+    "type": "ty", "code": "cd", "opening_price": "op", "high_price": "hp", "low_price": "lp", "trade_price": "tp",
+    "prev_closing_price": "pcp", "change": "c", "change_price": "cp", "signed_change_price": "scp",
+    "change_rate": "cr", "signed_change_rate": "scr", "trade_volume": "tv", "acc_trade_volume": "atv",
+    "acc_trade_volume_24h": "atv24h", "acc_trade_price": "atp", "acc_trade_price_24h": "atp24h",
+    "trade_date": "tdt", "trade_time": "ttm", "trade_timestamp": "ttms", "ask_bid": "ab", "acc_ask_volume": "aav",
+    "acc_bid_volume": "abv", "highest_52_week_price": "h52wp", "highest_52_week_date": "h52wdt",
+    "lowest_52_week_price": "l52wp", "lowest_52_week_date": "l52wdt", "market_state": "ms",
+    "delisting_date": "dd", "timestamp": "tms", "stream_type": "st",
+}
+ORDERBOOK_FIELDS = {
+    "type": "ty", "code": "cd", "total_ask_size": "tas", "total_bid_size": "tbs", "orderbook_units": "obu",
+    "timestamp": "tms", "level": "lv", "stream_type": "st",
+}
+UNIT_FIELDS = {"ask_price": "ap", "bid_price": "bp", "ask_size": "as", "bid_size": "bs"}
+
+STREAM_TYPES = frozenset({"SNAPSHOT", "REALTIME"})
+SIDES = frozenset({"ASK", "BID"})
+
+
+class FrameError(ValueError):
+    """A frame that cannot become a record; `reason` is a short machine-friendly tag plus detail."""
+
+    def __init__(self, reason: str, market: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.market = market
+
+
+@dataclass(slots=True)
+class Parsed:
+    kind: str  # trade | ticker | orderbook | status | error
+    market: str | None
+    record: dict[str, Any] | None  # silver record (trade/ticker/orderbook), else None
+    detail: str | None = None  # status text or error name/message
+
+
+def loads(data: bytes | str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise FrameError(f"invalid_json: {e}") from None
+
+
+def _num(v: Any, name: str, market: str | None) -> float:
+    if type(v) is float or type(v) is int:
+        return float(v)
+    if isinstance(v, str):  # defensive: numbers written as strings ("1.5243E8")
+        try:
+            return float(v)
+        except ValueError:
+            pass
+    raise FrameError(f"bad_field: {name}={v!r}", market)
+
+
+def _opt_num(v: Any) -> float | None:
+    if type(v) is float or type(v) is int:
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def _int(v: Any, name: str, market: str | None) -> int:
+    if type(v) is int:
+        return v
+    if type(v) is float and v.is_integer():
+        return int(v)
+    if isinstance(v, str) and v.isdigit():
+        return int(v)
+    raise FrameError(f"bad_field: {name}={v!r}", market)
+
+
+def _opt_int(v: Any) -> int | None:
+    if type(v) is int:
+        return v
+    if type(v) is float and v.is_integer():
+        return int(v)
+    return None
+
+
+def _opt_str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _stream_type(v: Any) -> str:
+    return v if v in STREAM_TYPES else "REALTIME"
+
+
+def _market(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise FrameError(f"bad_field: code={v!r}")
+    return v.upper()
+
+
+def parse_trade(m: dict[str, Any], received_at_ms: int, simple: bool) -> Parsed:
+    g = m.get
+    if simple:
+        cd, sid, ttms, tms, tp, tv, ab = g("cd"), g("sid"), g("ttms"), g("tms"), g("tp"), g("tv"), g("ab")
+        pcp, c, cp, st = g("pcp"), g("c"), g("cp"), g("st")
+    else:
+        cd, sid, ttms, tms = g("code"), g("sequential_id"), g("trade_timestamp"), g("timestamp")
+        tp, tv, ab = g("trade_price"), g("trade_volume"), g("ask_bid")
+        pcp, c, cp, st = g("prev_closing_price"), g("change"), g("change_price"), g("stream_type")
+    market = _market(cd)
+    if sid is None:
+        raise FrameError("missing_field: sequential_id", market)
+    if ttms is None:
+        ttms = tms  # 1-second-resolution era streams carried both; fall back to the message time
+        if ttms is None:
+            raise FrameError("missing_field: trade_timestamp", market)
+    if ab not in SIDES:
+        raise FrameError(f"bad_field: ask_bid={ab!r}", market)
+    rec = {
+        "market": market,
+        "sequential_id": _int(sid, "sequential_id", market),
+        "trade_timestamp": _int(ttms, "trade_timestamp", market),
+        "price": _num(tp, "trade_price", market),
+        "volume": _num(tv, "trade_volume", market),
+        "ask_bid": ab,
+        "prev_closing_price": _opt_num(pcp),
+        "change": _opt_str(c),
+        "change_price": _opt_num(cp),
+        "stream_type": _stream_type(st),
+        "backfilled": False,
+        "received_at": received_at_ms,
+    }
+    return Parsed(TRADE, market, rec)
+
+
+def parse_ticker(m: dict[str, Any], received_at_ms: int, simple: bool) -> Parsed:
+    f = TICKER_FIELDS
+    g = m.get
+    if simple:
+        def k(name: str) -> Any:
+            return g(f[name])
+    else:
+        k = g
+    market = _market(k("code"))
+    ts = k("timestamp")
+    if ts is None:
+        ts = k("trade_timestamp")
+        if ts is None:
+            raise FrameError("missing_field: timestamp", market)
+    rec = {
+        "market": market,
+        "timestamp": _int(ts, "timestamp", market),
+        "trade_price": _num(k("trade_price"), "trade_price", market),
+        "opening_price": _opt_num(k("opening_price")),
+        "high_price": _opt_num(k("high_price")),
+        "low_price": _opt_num(k("low_price")),
+        "prev_closing_price": _opt_num(k("prev_closing_price")),
+        "change": _opt_str(k("change")),
+        "signed_change_rate": _opt_num(k("signed_change_rate")),
+        "trade_volume": _opt_num(k("trade_volume")),
+        "acc_trade_volume_24h": _opt_num(k("acc_trade_volume_24h")),
+        "acc_trade_price_24h": _opt_num(k("acc_trade_price_24h")),
+        "trade_timestamp": _opt_int(k("trade_timestamp")),
+        "stream_type": _stream_type(k("stream_type")),
+        "received_at": received_at_ms,
+    }
+    return Parsed(TICKER, market, rec)
+
+
+def _unit(u: Any, simple: bool, market: str) -> dict[str, float]:
+    if not isinstance(u, dict):
+        raise FrameError(f"bad_field: orderbook_unit={u!r}", market)
+    if simple:
+        ap, bp, as_, bs = u.get("ap"), u.get("bp"), u.get("as"), u.get("bs")
+    else:
+        ap, bp, as_, bs = u.get("ask_price"), u.get("bid_price"), u.get("ask_size"), u.get("bid_size")
+    return {
+        "ask_price": _num(ap, "ask_price", market),
+        "bid_price": _num(bp, "bid_price", market),
+        "ask_size": _num(as_, "ask_size", market),
+        "bid_size": _num(bs, "bid_size", market),
+    }
+
+
+def parse_orderbook(m: dict[str, Any], received_at_ms: int, simple: bool) -> Parsed:
+    g = m.get
+    if simple:
+        cd, tas, tbs, obu, tms, lv, st = g("cd"), g("tas"), g("tbs"), g("obu"), g("tms"), g("lv"), g("st")
+    else:
+        cd, tas, tbs, obu = g("code"), g("total_ask_size"), g("total_bid_size"), g("orderbook_units")
+        tms, lv, st = g("timestamp"), g("level"), g("stream_type")
+    market = _market(cd)
+    if tms is None:
+        raise FrameError("missing_field: timestamp", market)
+    if not isinstance(obu, list):
+        raise FrameError(f"bad_field: orderbook_units={obu!r}", market)
+    units = [_unit(u, simple, market) for u in obu]
+    rec = {
+        "market": market,
+        "timestamp": _int(tms, "timestamp", market),
+        "total_ask_size": _num(tas, "total_ask_size", market) if tas is not None
+        else sum(u["ask_size"] for u in units),
+        "total_bid_size": _num(tbs, "total_bid_size", market) if tbs is not None
+        else sum(u["bid_size"] for u in units),
+        "units": units,
+        "level": _opt_num(lv),
+        "stream_type": _stream_type(st),
+        "received_at": received_at_ms,
+    }
+    return Parsed(ORDERBOOK, market, rec)
+
+
+_PARSERS = {TRADE: parse_trade, TICKER: parse_ticker, ORDERBOOK: parse_orderbook}
+
+
+def parse_message(m: Any, received_at_ms: int) -> Parsed:
+    """One decoded JSON object → Parsed. Raises FrameError for anything that is not a known, well-formed frame."""
+    if not isinstance(m, dict):
+        raise FrameError(f"not_an_object: {type(m).__name__}")
+    ty = m.get("type")
+    simple = ty is None
+    if simple:
+        ty = m.get("ty")
+    if ty is None:
+        if "status" in m:
+            return Parsed(STATUS, None, None, str(m["status"]))
+        err = m.get("error")
+        if isinstance(err, dict):
+            return Parsed(ERROR, None, None, f"{err.get('name')}: {err.get('message')}")
+        raise FrameError("unknown_frame: no type")
+    parser = _PARSERS.get(ty)
+    if parser is None:
+        raise FrameError(f"unknown_type: {ty!r}")
+    return parser(m, received_at_ms, simple)
+
+
+def parse_frame(data: bytes | str, received_at_ms: int) -> list[Parsed]:
+    """A whole WebSocket message → its records (a LIST format frame holds several). Raises FrameError."""
+    obj = loads(data)
+    if isinstance(obj, list):
+        if not obj:
+            raise FrameError("empty_list")
+        return [parse_message(m, received_at_ms) for m in obj]
+    return [parse_message(obj, received_at_ms)]
+
+
+def market_of(obj: Any) -> str | None:
+    """Best-effort market code of a decoded frame (for bronze keys / DLQ context)."""
+    if isinstance(obj, dict):
+        v = obj.get("code") or obj.get("cd")
+        return v.upper() if isinstance(v, str) else None
+    return None
+
+
+# --- REST /v1/trades/ticks ------------------------------------------------------------------------------------
+def parse_rest_trade(t: Any, received_at_ms: int) -> dict[str, Any]:
+    """One element of a `/v1/trades/ticks` reply → a silver trade record marked BACKFILL.
+
+    Fields: market, trade_date_utc, trade_time_utc, timestamp, trade_price, trade_volume, prev_closing_price,
+    change_price, ask_bid, sequential_id.
+    """
+    if not isinstance(t, dict):
+        raise FrameError(f"not_an_object: {type(t).__name__}")
+    market = _market(t.get("market"))
+    ab = t.get("ask_bid")
+    if ab not in SIDES:
+        raise FrameError(f"bad_field: ask_bid={ab!r}", market)
+    if t.get("sequential_id") is None or t.get("timestamp") is None:
+        raise FrameError("missing_field: sequential_id/timestamp", market)
+    cp = _opt_num(t.get("change_price"))
+    pcp = _opt_num(t.get("prev_closing_price"))
+    change = t.get("change")
+    if not isinstance(change, str):
+        change = None
+    return {
+        "market": market,
+        "sequential_id": _int(t.get("sequential_id"), "sequential_id", market),
+        "trade_timestamp": _int(t.get("timestamp"), "timestamp", market),
+        "price": _num(t.get("trade_price"), "trade_price", market),
+        "volume": _num(t.get("trade_volume"), "trade_volume", market),
+        "ask_bid": ab,
+        "prev_closing_price": pcp,
+        "change": change,
+        "change_price": cp,
+        "stream_type": "BACKFILL",
+        "backfilled": True,
+        "received_at": received_at_ms,
+    }
+
+
+def subscribe_request(ticket: str, markets: list[str], fmt: str = "DEFAULT", orderbook_depth: int | None = 15,
+                      types: tuple[str, ...] = (TRADE, TICKER, ORDERBOOK)) -> bytes:
+    """The one JSON array sent after connecting (snapshot + realtime for every type)."""
+    req: list[dict[str, Any]] = [{"ticket": ticket}]
+    codes = [m.upper() for m in markets]
+    for ty in types:
+        if ty == ORDERBOOK and orderbook_depth:
+            req.append({"type": ty, "codes": [f"{c}.{orderbook_depth}" for c in codes]})
+        else:
+            req.append({"type": ty, "codes": codes})
+    req.append({"format": fmt})
+    return orjson.dumps(req)

@@ -1,0 +1,433 @@
+"""The ingest service: WebSocket reader → bronze + silver Avro in Kafka, with dedupe and gap backfill.
+
+One asyncio loop. The socket reader only parses, dedupes, encodes and hands records to a non-blocking sink; a pump
+task serves Kafka delivery reports; backfill runs beside the reader after every (re)connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import WSMsgType, web
+from coinpulse_common.avro import registry_client
+from coinpulse_common.kafka import consumer, producer
+from coinpulse_common.logging import get_logger
+from confluent_kafka import TopicPartition
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from prometheus_client import CollectorRegistry, generate_latest
+
+from coinpulse_ingest_upbit import protocol as P
+from coinpulse_ingest_upbit.avro import AvroEncoder
+from coinpulse_ingest_upbit.backfill import (
+    BackfillPlan,
+    delay_before_next,
+    parse_remaining_req,
+    reconnect_delay,
+)
+from coinpulse_ingest_upbit.dedupe import TradeDeduper
+from coinpulse_ingest_upbit.markets import select_top_n
+from coinpulse_ingest_upbit.settings import IngestSettings
+from coinpulse_ingest_upbit.sink import KafkaSink
+from coinpulse_ingest_upbit.stats import Stats, StatsCollector
+
+log = get_logger("coinpulse.ingest_upbit")
+SERVICE = "ingest-upbit"
+_BAD = object()
+
+
+class UpbitIngest:
+    def __init__(self, settings: IngestSettings):
+        s = self.s = settings
+        self.stats = Stats()
+        self.dedupe = TradeDeduper(s.dedupe_capacity)
+        self.sink = KafkaSink(None, self.stats, s.buffer_max,  # type: ignore[arg-type]
+                              lag_topics=frozenset({s.trade_topic, s.ticker_topic, s.orderbook_topic}))
+        self.sink.producer = producer(s, on_delivery=self.sink.on_delivery)
+        reg = registry_client(s.registry)
+        self.enc_trade = AvroEncoder(reg, s.trade_topic, "trade")
+        self.enc_ticker = AvroEncoder(reg, s.ticker_topic, "ticker")
+        self.enc_orderbook = AvroEncoder(reg, s.orderbook_topic, "orderbook")
+        self.enc_raw = AvroEncoder(reg, s.raw_topic, "raw_frame")
+        self.enc_dlq = AvroEncoder(reg, s.dlq_topic, "dead_letter")
+        self.markets: list[str] = s.market_list()
+        self.stop_event = asyncio.Event()
+        self._resubscribe = asyncio.Event()
+        self._pending: dict[str, int | None] = {}  # market -> watermark before its gap, until backfilled
+        self._backfill_task: asyncio.Task | None = None
+        self._rest_ready: dict[str, float] = {}
+        self._keys: dict[str, bytes] = {}
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self.http: aiohttp.ClientSession | None = None
+
+    # --- hot path ----------------------------------------------------------------------------------------------
+    def _key(self, market: str) -> bytes:
+        k = self._keys.get(market)
+        if k is None:
+            k = self._keys[market] = market.encode()
+        return k
+
+    def dead_letter(self, reason: str, payload: bytes, source: str, key: str | None = None,
+                    context: dict[str, str] | None = None) -> None:
+        rec = {"service": SERVICE, "reason": reason[:2000], "failed_at": int(time.time() * 1000),
+               "source": source, "key": key, "payload": payload, "context": context or {}}
+        self.stats.dlq += 1
+        self.sink.send(self.s.dlq_topic, (key or "").encode(), self.enc_dlq.encode(rec), rec["failed_at"])
+        if self.stats.dlq <= 20 or self.stats.dlq % 1000 == 0:
+            log.warning("dead_letter", reason=reason[:200], source=source, total=self.stats.dlq)
+
+    def emit_trade(self, rec: dict[str, Any]) -> bool:
+        market, sid = rec["market"], rec["sequential_id"]
+        if not self.dedupe.add(market, sid, rec["trade_timestamp"]):
+            self.stats.duplicates += 1
+            return False
+        if self.sink.send(self.s.trade_topic, self._key(market), self.enc_trade.encode(rec), rec["received_at"]):
+            self.stats.trades += 1
+            if rec["backfilled"]:
+                self.stats.backfilled += 1
+            return True
+        # refused by a full buffer: un-see it and let a backfill bring it back
+        self.dedupe.forget(market, sid)
+        ts = rec["trade_timestamp"]
+        if market not in self._pending:
+            self._pending[market] = ts
+        elif self._pending[market] is not None:  # None already means "back as far as the initial window"
+            self._pending[market] = min(self._pending[market] or ts, ts)
+        return False
+
+    def on_frame(self, data: bytes | str, conn_id: str, seq: int) -> None:
+        st = self.stats
+        now = time.time()
+        ms = int(now * 1000)
+        st.frames += 1
+        st.last_frame_at = now
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        st.frame_bytes += len(raw)
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = _BAD
+        market = P.market_of(obj) if obj is not _BAD else None
+        if self.s.bronze:
+            text = data if isinstance(data, str) else raw.decode("utf-8", "replace")
+            self.sink.send(self.s.raw_topic, self._key(market) if market else conn_id.encode(),
+                           self.enc_raw.encode({"source": "upbit.ws", "connection_id": conn_id, "seq": seq,
+                                                "received_at": ms, "payload": text, "market": market,
+                                                "url": None}), ms)
+        if obj is _BAD:
+            self.dead_letter("invalid_json", raw, f"upbit.ws/{conn_id}", None, {"seq": str(seq)})
+            return
+        items = obj if isinstance(obj, list) else (obj,)
+        if not items:
+            self.dead_letter("empty_list", raw, f"upbit.ws/{conn_id}", None, {"seq": str(seq)})
+            return
+        for m in items:
+            try:
+                p = P.parse_message(m, ms)
+            except P.FrameError as e:
+                self.dead_letter(e.reason, raw, f"upbit.ws/{conn_id}", e.market or market, {"seq": str(seq)})
+                continue
+            kind = p.kind
+            if kind == P.TRADE:
+                self.emit_trade(p.record)  # type: ignore[arg-type]
+            elif kind == P.TICKER:
+                if self.sink.send(self.s.ticker_topic, self._key(p.market), self.enc_ticker.encode(p.record),
+                                  ms):
+                    st.tickers += 1
+            elif kind == P.ORDERBOOK:
+                if self.sink.send(self.s.orderbook_topic, self._key(p.market),
+                                  self.enc_orderbook.encode(p.record), ms):
+                    st.orderbooks += 1
+            elif kind == P.STATUS:
+                st.status_frames += 1
+            else:  # server error frame: our request was refused; keep it, count it, say so
+                st.error_frames += 1
+                self.dead_letter(f"server_error: {p.detail}", raw, f"upbit.ws/{conn_id}", None, {"seq": str(seq)})
+
+    # --- Kafka -------------------------------------------------------------------------------------------------
+    def seed_from_kafka(self, timeout_s: float = 60.0) -> int:
+        """Read the tail of the trade topic so trades already in Kafka are known (a restart doubles nothing)."""
+        topic = self.s.trade_topic
+        c = consumer(f"ingest-upbit-seed-{uuid.uuid4().hex[:8]}", self.s, **{"enable.partition.eof": True})
+        de = AvroDeserializer(registry_client(self.s.registry))
+        ctx = SerializationContext(topic, MessageField.VALUE)
+        n = 0
+        try:
+            md = c.list_topics(topic, timeout=10).topics.get(topic)
+            if md is None or md.error is not None:
+                log.warning("seed_topic_missing", topic=topic)
+                return 0
+            assign, remaining = [], set()
+            for pid in md.partitions:
+                lo, hi = c.get_watermark_offsets(TopicPartition(topic, pid), timeout=10)
+                if hi > lo:
+                    assign.append(TopicPartition(topic, pid, max(lo, hi - self.s.seed_tail)))
+                    remaining.add(pid)
+            if not assign:
+                return 0
+            c.assign(assign)
+            deadline = time.monotonic() + timeout_s
+            while remaining and time.monotonic() < deadline:
+                for msg in c.consume(2000, timeout=1.0):
+                    if msg.error():
+                        if msg.error().code() == -191:  # _PARTITION_EOF
+                            remaining.discard(msg.partition())
+                        continue
+                    rec = de(msg.value(), ctx)
+                    self.dedupe.add(rec["market"], rec["sequential_id"], _ms(rec["trade_timestamp"]))
+                    n += 1
+            if remaining:
+                log.warning("seed_incomplete", partitions=sorted(remaining))
+        finally:
+            c.close()
+        log.info("seeded_dedupe", trades=n, markets=len(self.dedupe.markets()))
+        return n
+
+    async def _pump_loop(self) -> None:
+        while True:
+            self.sink.pump()
+            if self._pending and self._ws is not None and self.stats.connected and (
+                    self._backfill_task is None or self._backfill_task.done()):
+                self._backfill_task = asyncio.create_task(self._backfill(""))
+            await asyncio.sleep(0.02)
+
+    # --- REST --------------------------------------------------------------------------------------------------
+    async def rest_get(self, path: str, params: dict[str, Any], group: str, tries: int = 10) -> Any:
+        """GET a REST endpoint honouring Remaining-Req, 429 and 418. None when it keeps failing."""
+        assert self.http is not None
+        url = self.s.upbit_rest_url.rstrip("/") + path
+        for attempt in range(1, tries + 1):
+            wait = self._rest_ready.get(group, 0.0) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                async with self.http.get(url, params=params, timeout=aiohttp.ClientTimeout(total=10)) as r:
+                    body = await r.read()
+                    rem = parse_remaining_req(r.headers.get("Remaining-Req"))
+                    ra = r.headers.get("Retry-After")
+                    retry_after = float(ra) if ra and ra.replace(".", "", 1).isdigit() else None
+                    delay = delay_before_next(r.status, rem, attempt, retry_after)
+                    self._rest_ready[group] = time.monotonic() + delay
+                    if r.status in (429, 418):
+                        self.stats.rest_throttled += 1
+                        log.warning("rest_throttled", status=r.status, wait_s=round(delay, 2), path=path)
+                        continue
+                    if r.status != 200:
+                        log.warning("rest_error", status=r.status, path=path, body=body[:200])
+                        self._rest_ready[group] = time.monotonic() + min(10.0, 0.5 * attempt)
+                        continue
+                    return body, str(r.url)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                log.warning("rest_failed", path=path, error=str(e))
+                self._rest_ready[group] = time.monotonic() + min(10.0, 0.5 * attempt)
+        return None
+
+    async def _backfill(self, conn_id: str) -> None:
+        for market in list(self._pending):
+            if market not in self.markets:
+                self._pending.pop(market, None)
+                continue
+            done = await self._backfill_market(market, self._pending[market])
+            if done:
+                self._pending.pop(market, None)
+
+    async def _backfill_market(self, market: str, watermark: int | None) -> bool:
+        s = self.s
+        plan = BackfillPlan(market, watermark, margin_ms=int(s.backfill_margin_s * 1000),
+                            initial_ms=int(s.backfill_initial_s * 1000), max_pages=s.backfill_max_pages)
+        found = 0
+        while not plan.done:
+            got = await self.rest_get("/v1/trades/ticks", plan.params(), "trade")
+            self.stats.backfill_requests += 1
+            if got is None:
+                log.warning("backfill_gave_up", market=market, pages=plan.pages)
+                return False
+            body, url = got
+            ms = int(time.time() * 1000)
+            req_id = f"rest-{uuid.uuid4().hex[:12]}"
+            text = body.decode("utf-8", "replace")
+            if s.bronze:
+                self.sink.send(s.raw_topic, self._key(market), self.enc_raw.encode(
+                    {"source": "upbit.rest", "connection_id": req_id, "seq": plan.pages, "received_at": ms,
+                     "payload": text, "market": market, "url": url}), ms)
+            try:
+                rows = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                rows = None
+            if not isinstance(rows, list):
+                self.dead_letter("rest_bad_reply", body, url, market)
+                return False
+            trades = []
+            for row in rows:
+                try:
+                    trades.append(P.parse_rest_trade(row, ms))
+                except P.FrameError as e:
+                    self.dead_letter(e.reason, orjson.dumps(row), url, market)
+            plan.absorb(trades)
+            for rec in trades:
+                if self.emit_trade(rec):
+                    found += 1
+        if plan.truncated:
+            self.stats.backfill_truncated += 1
+            log.warning("backfill_truncated", market=market, pages=plan.pages)
+        if found:
+            log.info("backfilled", market=market, trades=found, pages=plan.pages)
+        return True
+
+    async def resolve_markets(self) -> list[str]:
+        if self.s.market_list():
+            return self.s.market_list()
+        got = await self.rest_get("/v1/ticker/all", {"quote_currencies": "KRW"}, "ticker")
+        if got is None:
+            raise RuntimeError("cannot resolve the top-N markets: /v1/ticker/all keeps failing")
+        return select_top_n(orjson.loads(got[0]), self.s.top_n)
+
+    async def _refresh_markets(self) -> None:
+        while True:
+            await asyncio.sleep(self.s.top_n_refresh_s)
+            try:
+                new = await self.resolve_markets()
+            except RuntimeError as e:
+                log.warning("market_refresh_failed", error=str(e))
+                continue
+            if set(new) != set(self.markets):
+                log.info("markets_changed", added=sorted(set(new) - set(self.markets)),
+                         removed=sorted(set(self.markets) - set(new)))
+                self.markets = new
+                self._resubscribe.set()
+
+    # --- WebSocket ---------------------------------------------------------------------------------------------
+    async def _keepalive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while not ws.closed:
+            await asyncio.sleep(self.s.keepalive_s)
+            await ws.send_str("PING")
+
+    async def _watch_resubscribe(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        await self._resubscribe.wait()
+        self._resubscribe.clear()
+        await ws.close()
+
+    async def connect_once(self) -> int:
+        """One connection: subscribe, read until it closes. Returns frames read."""
+        assert self.http is not None
+        conn_id = uuid.uuid4().hex[:12]
+        for m in self.markets:  # the gap starts now; remember each market's watermark until it is backfilled
+            if m not in self._pending:
+                self._pending[m] = self.dedupe.watermark(m)
+        frames = 0
+        async with self.http.ws_connect(self.s.upbit_ws_url, autoping=True, max_msg_size=0,
+                                        timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
+            self._ws = ws
+            self.stats.connected = True
+            self.stats.connections += 1
+            log.info("connected", connection_id=conn_id, markets=len(self.markets))
+            await ws.send_str(P.subscribe_request(str(uuid.uuid4()), self.markets, self.s.ws_format,
+                                                  self.s.orderbook_depth).decode())
+            helpers = [asyncio.create_task(self._keepalive(ws)), asyncio.create_task(self._watch_resubscribe(ws))]
+            on_frame = self.on_frame
+            try:
+                async for msg in ws:
+                    t = msg.type
+                    if t is WSMsgType.BINARY or t is WSMsgType.TEXT:
+                        frames += 1
+                        on_frame(msg.data, conn_id, frames)
+                        if frames == 1:  # subscription is live: everything from here on arrives on the socket
+                            if self._backfill_task is not None and not self._backfill_task.done():
+                                self._backfill_task.cancel()
+                            self._backfill_task = asyncio.create_task(self._backfill(conn_id))
+                    elif t is WSMsgType.ERROR:
+                        log.warning("ws_error", connection_id=conn_id, error=str(ws.exception()))
+                        break
+            finally:
+                self.stats.connected = False
+                self._ws = None
+                for h in helpers:
+                    h.cancel()
+                if self._backfill_task is not None and not self._backfill_task.done():
+                    self._backfill_task.cancel()
+                log.info("disconnected", connection_id=conn_id, frames=frames, close_code=ws.close_code)
+        return frames
+
+    async def run(self) -> None:
+        s = self.s
+        await asyncio.to_thread(self.seed_from_kafka)
+        metrics = await self._start_metrics()
+        tasks = [asyncio.create_task(self._pump_loop())]
+        try:
+            async with aiohttp.ClientSession() as http:
+                self.http = http
+                self.markets = await self.resolve_markets()
+                if not s.market_list():
+                    tasks.append(asyncio.create_task(self._refresh_markets()))
+                log.info("markets", markets=self.markets)
+                attempt = 0
+                while not self.stop_event.is_set():
+                    conn = asyncio.create_task(self.connect_once())
+                    stopper = asyncio.create_task(self.stop_event.wait())
+                    await asyncio.wait({conn, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    stopper.cancel()
+                    if not conn.done():
+                        conn.cancel()
+                        await asyncio.gather(conn, return_exceptions=True)
+                        break
+                    frames = 0
+                    try:
+                        frames = conn.result()
+                    except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                        log.warning("connect_failed", error=str(e), url=s.upbit_ws_url)
+                    if self.stop_event.is_set():
+                        break
+                    attempt = 1 if frames else attempt + 1
+                    self.stats.reconnects += 1
+                    delay = reconnect_delay(attempt, s.reconnect_base_s, s.reconnect_cap_s)
+                    try:
+                        await asyncio.wait_for(self.stop_event.wait(), delay)
+                    except TimeoutError:
+                        pass
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            left = await asyncio.to_thread(self.sink.flush, 30.0)
+            log.info("stopped", unflushed=left, **{k: v for k, v in self.stats.snapshot().items()
+                                                    if isinstance(v, int) and not isinstance(v, bool)})
+            await metrics.cleanup()
+
+    async def _start_metrics(self) -> web.AppRunner:
+        reg = CollectorRegistry()
+        reg.register(StatsCollector(self.stats))
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(reg), content_type="text/plain")
+
+        async def health(_: web.Request) -> web.Response:
+            snap = self.stats.snapshot()
+            ok = self.stats.connected or time.time() - self.stats.started_at < 60
+            return web.json_response(snap, status=200 if ok else 503)
+
+        app = web.Application()
+        app.add_routes([web.get("/metrics", metrics), web.get("/health", health)])
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.s.host, self.s.ingest_metrics_port).start()
+        return runner
+
+
+def _ms(v: Any) -> int:
+    if isinstance(v, int):
+        return v
+    return int(v.timestamp() * 1000)  # fastavro/confluent decode timestamp-millis to datetime
+
+
+async def main(settings: IngestSettings | None = None) -> None:
+    svc = UpbitIngest(settings or IngestSettings())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, svc.stop_event.set)
+    await svc.run()

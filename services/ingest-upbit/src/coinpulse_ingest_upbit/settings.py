@@ -1,0 +1,38 @@
+"""ingest-upbit settings: `COINPULSE_<FIELD>` environment variables, on top of the shared Settings."""
+
+from __future__ import annotations
+
+from coinpulse_common import topics
+from coinpulse_common.settings import Settings
+from pydantic import Field
+
+
+class IngestSettings(Settings):
+    upbit_ws_url: str = Field("wss://api.upbit.com/websocket/v1", description="Upbit WebSocket endpoint")
+    upbit_rest_url: str = Field("https://api.upbit.com", description="Upbit REST base URL")
+    markets: str = Field("", description="comma-separated market codes (KRW-BTC,KRW-ETH,...); empty: use top_n")
+    top_n: int = Field(15, description="when `markets` is empty: subscribe the top N KRW markets by 24 h value")
+    top_n_refresh_s: float = Field(86400.0, description="how often the top-N set is recomputed (a change resubscribes)")
+    ingest_metrics_port: int = Field(28101, description="health (/health) and Prometheus (/metrics) port")
+    ws_format: str = Field("DEFAULT", description="requested frame format: DEFAULT or SIMPLE (both always parsed)")
+    orderbook_depth: int = Field(15, description="order book units requested per market (1, 5, 15 or 30)")
+    keepalive_s: float = Field(60.0, description="send a PING when nothing was sent for this long (Upbit: 120 s idle rule)")
+    reconnect_base_s: float = Field(0.5, description="first reconnect backoff; doubles per failure with jitter")
+    reconnect_cap_s: float = Field(30.0, description="longest reconnect backoff")
+    backfill_margin_s: float = Field(60.0, description="gap backfill pages this far behind a market's last trade time")
+    backfill_initial_s: float = Field(300.0, description="for a market with no history: backfill this far back")
+    backfill_max_pages: int = Field(200, description="most /v1/trades/ticks pages per market per backfill")
+    dedupe_capacity: int = Field(200_000, description="recent trade ids remembered per market")
+    seed_tail: int = Field(50_000, description="records read back from each trade-topic partition on start")
+    buffer_max: int = Field(100_000, description="records held when the producer queue is full, before overflow")
+    trade_topic: str = Field(topics.UPBIT_TRADE, description="silver trade topic")
+    ticker_topic: str = Field(topics.UPBIT_TICKER, description="silver ticker topic")
+    orderbook_topic: str = Field(topics.UPBIT_ORDERBOOK, description="silver order book topic")
+    raw_topic: str = Field(topics.UPBIT_RAW, description="bronze frame topic")
+    dlq_topic: str = Field(topics.dlq("ingest-upbit"), description="dead-letter topic")
+    bronze: bool = Field(True, description="keep every frame in the bronze topic")
+
+    def market_list(self) -> list[str]:
+        from coinpulse_ingest_upbit.markets import parse_market_list
+
+        return parse_market_list(self.markets)

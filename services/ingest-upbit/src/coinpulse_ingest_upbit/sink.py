@@ -1,0 +1,82 @@
+"""Hand records to Kafka without ever blocking the socket reader.
+
+`produce()` into librdkafka is non-blocking; when its queue is full the record waits in a bounded deque that the
+pump task drains. When the deque is full too, the record is refused: counted, logged and reported to the caller
+(which un-sees a refused trade and schedules a backfill for its market, so the trade is not lost).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from coinpulse_common.logging import get_logger
+from confluent_kafka import KafkaError, Message, Producer
+
+from coinpulse_ingest_upbit.stats import Stats
+
+log = get_logger("coinpulse.ingest_upbit.sink")
+
+
+class KafkaSink:
+    def __init__(self, producer: Producer, stats: Stats, buffer_max: int = 100_000,
+                 lag_topics: frozenset[str] = frozenset()):
+        self.producer = producer
+        self.stats = stats
+        self.buffer_max = buffer_max
+        self.pending: deque[tuple[str, bytes | None, bytes, int]] = deque()
+        self.lag_topics = lag_topics
+
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        st = self.stats
+        if err is not None:
+            st.delivery_errors += 1
+            log.error("delivery_failed", topic=msg.topic(), error=str(err))
+            return
+        st.delivered += 1
+        if msg.topic() in self.lag_topics:
+            ts = msg.timestamp()[1]
+            if ts > 0:
+                st.observe_lag(time.time() * 1000.0 - ts)
+
+    def send(self, topic: str, key: bytes | None, value: bytes, ts_ms: int) -> bool:
+        """Queue one record (timestamp = frame receive time). False when refused (buffer full)."""
+        if self.pending:
+            return self._hold(topic, key, value, ts_ms)
+        try:
+            self.producer.produce(topic, value, key, timestamp=ts_ms)
+            return True
+        except BufferError:
+            return self._hold(topic, key, value, ts_ms)
+
+    def _hold(self, topic: str, key: bytes | None, value: bytes, ts_ms: int) -> bool:
+        if len(self.pending) >= self.buffer_max:
+            self.stats.overflow += 1
+            if self.stats.overflow == 1 or self.stats.overflow % 10_000 == 0:
+                log.warning("producer_buffer_overflow", overflow=self.stats.overflow, topic=topic)
+            return False
+        self.pending.append((topic, key, value, ts_ms))
+        return True
+
+    def pump(self) -> int:
+        """Serve delivery reports and move held records into the producer; returns records still held."""
+        p = self.producer
+        p.poll(0)
+        pend = self.pending
+        while pend:
+            topic, key, value, ts = pend[0]
+            try:
+                p.produce(topic, value, key, timestamp=ts)
+            except BufferError:
+                break
+            pend.popleft()
+        self.stats.queue_depth = len(p) + len(pend)
+        return len(pend)
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout_s
+        while self.pending and time.monotonic() < deadline:
+            self.pump()
+            self.producer.poll(0.05)
+        left = self.producer.flush(max(0.0, deadline - time.monotonic()))
+        return left + len(self.pending)

@@ -1,0 +1,121 @@
+"""The simulator's HTTP/WebSocket surface, served in-process on a free port (no stack needed)."""
+
+import asyncio
+import socket
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from coinpulse_sim_upbit.feed import run_feed
+from coinpulse_sim_upbit.hub import Faults, Hub
+from coinpulse_sim_upbit.market import MarketGenerator
+from coinpulse_sim_upbit.server import SimServer
+
+pytestmark = pytest.mark.unit
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def sim():
+    async def start(faults: Faults | None = None, markets=("KRW-BTC", "KRW-ETH")):
+        hub = Hub(faults or Faults(), seed=1)
+        hub.markets = list(markets)
+        server = SimServer(hub)
+        runner = web.AppRunner(server.app(), access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        return hub, f"http://127.0.0.1:{port}"
+
+    runners = []
+    yield start
+    for r in runners:
+        await r.cleanup()
+
+
+async def test_subscribe_gets_snapshot_then_realtime_in_the_requested_format(sim):
+    hub, url = await sim()
+    gen = MarketGenerator(["KRW-BTC"], seed=1, start_ms=1_000_000)
+    events = gen.events()
+    await run_feed(hub, (next(events) for _ in range(5)), speed=0)
+    last_trade = hub.history["KRW-BTC"][-1]
+    async with aiohttp.ClientSession() as s, s.ws_connect(url + "/websocket/v1") as ws:
+        await ws.send_str('[{"ticket":"t"},{"type":"trade","codes":["KRW-BTC"]},{"format":"SIMPLE"}]')
+        snap = orjson.loads((await ws.receive(timeout=5)).data)
+        assert snap["st"] == "SNAPSHOT" and snap["sid"] == last_trade["sequential_id"]
+        feed = asyncio.create_task(run_feed(hub, events, speed=0, limit=50))
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.BINARY
+        live = orjson.loads(msg.data)
+        assert live["ty"] == "trade" and live["st"] == "REALTIME"
+        await ws.send_str("PING")
+        for _ in range(200):
+            m = orjson.loads((await ws.receive(timeout=5)).data)
+            if m.get("status") == "UP":
+                break
+        else:
+            pytest.fail("no status frame after PING")
+        feed.cancel()
+
+
+async def test_bad_request_gets_an_error_frame(sim):
+    _, url = await sim()
+    async with aiohttp.ClientSession() as s, s.ws_connect(url + "/websocket/v1") as ws:
+        await ws.send_str('[{"type":"trade","codes":["KRW-BTC"]}]')
+        err = orjson.loads((await ws.receive(timeout=5)).data)
+        assert err["error"]["name"] == "NO_TICKET"
+
+
+async def test_disconnect_knob_closes_the_connection(sim):
+    hub, url = await sim(Faults(disconnect_every_s=0.2))
+    async with aiohttp.ClientSession() as s, s.ws_connect(url + "/websocket/v1") as ws:
+        await ws.send_str('[{"ticket":"t"},{"type":"trade","codes":["KRW-BTC"]}]')
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert hub.stats.disconnects_forced == 1
+
+
+async def test_rest_ticks_pages_and_limits(sim):
+    hub, url = await sim()
+    gen = MarketGenerator(["KRW-BTC"], seed=2, start_ms=0)
+    events = gen.events()
+    await run_feed(hub, (next(events) for _ in range(40)), speed=0)
+    n = len(hub.history["KRW-BTC"])
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url + "/v1/trades/ticks", params={"market": "KRW-BTC", "count": 5}) as r:
+            assert r.status == 200 and r.headers["Remaining-Req"].startswith("group=trade;")
+            page = await r.json()
+        assert [t["sequential_id"] for t in page] == [t["sequential_id"] for t in hub.history["KRW-BTC"][-5:]][::-1]
+        async with s.get(url + "/v1/trades/ticks", params={"market": "KRW-XXX", "count": 5}) as r:
+            assert r.status == 404
+        async with s.get(url + "/v1/trades/ticks", params={"market": "KRW-BTC", "count": 501}) as r:
+            assert r.status == 400
+        statuses = []
+        for _ in range(12):
+            async with s.get(url + "/v1/trades/ticks", params={"market": "KRW-BTC", "count": 1}) as r:
+                statuses.append(r.status)
+        assert 429 in statuses and 418 in statuses  # over 10/s, then continuing right after a 429
+        async with s.get(url + "/sim/trades") as r:
+            assert (await r.json())["count"] == n
+
+
+async def test_rest_429_knob_and_market_lists(sim):
+    hub, url = await sim(Faults(rest_429_rate=1.0))
+    hub.tickers["KRW-BTC"] = {"trade_price": 1.0, "acc_trade_price_24h": 5.0}
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url + "/v1/trades/ticks", params={"market": "KRW-BTC", "count": 1}) as r:
+            assert r.status == 429
+    hub2, url2 = await sim()
+    hub2.tickers["KRW-ETH"] = {"trade_price": 2.0, "acc_trade_price_24h": 9.0}
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url2 + "/v1/market/all", params={"is_details": "true"}) as r:
+            assert [m["market"] for m in await r.json()] == ["KRW-BTC", "KRW-ETH"]
+        async with s.get(url2 + "/v1/ticker/all", params={"quote_currencies": "KRW"}) as r:
+            assert await r.json() == [{"trade_price": 2.0, "acc_trade_price_24h": 9.0, "market": "KRW-ETH"}]
