@@ -1,7 +1,6 @@
 import random
 
 import pytest
-
 from coinpulse_ingest_upbit.backfill import (
     BackfillPlan,
     delay_before_next,

@@ -4,7 +4,6 @@ from pathlib import Path
 import fastavro
 import orjson
 import pytest
-
 from coinpulse_common.avro import schema_text
 from coinpulse_ingest_upbit import protocol as P
 

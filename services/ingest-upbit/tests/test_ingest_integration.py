@@ -1,0 +1,165 @@
+"""End to end: the simulator (disconnects, duplicates, reordering, malformed frames, 429s) → ingest → Kafka.
+
+The set of unique trades in the trade topic must equal the simulator's trade history exactly, with no record
+doubled, across a restart of the ingest service in the middle.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from coinpulse_common.avro import registry_client, schema_text
+from coinpulse_common.kafka import admin, consumer
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import NewTopic
+from confluent_kafka.schema_registry import Schema
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_topics(settings, prefix: str) -> dict[str, str]:
+    names = {"trade": f"{prefix}.upbit.trade", "ticker": f"{prefix}.upbit.ticker",
+             "orderbook": f"{prefix}.upbit.orderbook", "raw_frame": f"{prefix}.upbit.raw",
+             "dead_letter": f"{prefix}.dlq.ingest-upbit"}
+    a = admin(settings)
+    for f in a.create_topics([NewTopic(t, 3, 1) for t in names.values()]).values():
+        f.result(30)
+    reg = registry_client(settings.registry)
+    for stem, topic in names.items():
+        reg.register_schema(f"{topic}-value", Schema(schema_text(stem), "AVRO"))
+    return names
+
+
+def read_topic(settings, topic: str) -> list[dict]:
+    c = consumer(f"it-read-{topic}-{time.monotonic_ns()}", settings, **{"enable.partition.eof": True})
+    de = AvroDeserializer(registry_client(settings.registry))
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    md = c.list_topics(topic, timeout=10).topics[topic]
+    c.assign([TopicPartition(topic, p, 0) for p in md.partitions])
+    left, out = set(md.partitions), []
+    deadline = time.monotonic() + 30
+    while left and time.monotonic() < deadline:
+        for m in c.consume(1000, timeout=1.0):
+            if m.error():
+                if m.error().code() == -191:
+                    left.discard(m.partition())
+                continue
+            out.append(de(m.value(), ctx))
+    c.close()
+    return out
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def stop(p: subprocess.Popen, timeout: float = 40) -> int:
+    p.send_signal(signal.SIGTERM)
+    return p.wait(timeout)
+
+
+def poll(fn, timeout: float, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(every)
+
+
+def test_unique_trades_equal_simulator_history_across_faults_and_restart(stack, unique, tmp_path):
+    topics = make_topics(stack, f"it-{unique}")
+    sim_port, metrics_port = free_port(), free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    markets = "KRW-BTC,KRW-ETH,KRW-XRP,KRW-SOL,KRW-DOGE"
+    sim = start(["-m", "coinpulse_sim_upbit", "--port", str(sim_port), "--seed", "7", "--markets", markets,
+                 "--speed", "1", "--duration", "16", "--disconnect-every", "2.5", "--duplicate-rate", "0.05",
+                 "--reorder-window", "6", "--malformed-rate", "0.01", "--rest-429-rate", "0.15"],
+                dict(os.environ), tmp_path / "sim.log")
+    env = dict(os.environ, COINPULSE_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
+               COINPULSE_UPBIT_REST_URL=sim_url, COINPULSE_MARKETS=markets,
+               COINPULSE_INGEST_METRICS_PORT=str(metrics_port), COINPULSE_RECONNECT_BASE_S="0.3",
+               COINPULSE_TRADE_TOPIC=topics["trade"], COINPULSE_TICKER_TOPIC=topics["ticker"],
+               COINPULSE_ORDERBOOK_TOPIC=topics["orderbook"], COINPULSE_RAW_TOPIC=topics["raw_frame"],
+               COINPULSE_DLQ_TOPIC=topics["dead_letter"], COINPULSE_LOG_FORMAT="json")
+    ingest = None
+    try:
+        assert poll(lambda: _get(sim_url + "/sim/stats") is not None, 20), "simulator did not start"
+        ingest = start(["-m", "coinpulse_ingest_upbit"], env, tmp_path / "ingest1.log")
+        health = poll(lambda: _get(f"http://127.0.0.1:{metrics_port}/health"), 30)
+        assert health is not None, (tmp_path / "ingest1.log").read_text()[-3000:]
+        # let it live through a couple of forced disconnects, then restart it mid-stream
+        assert poll(lambda: (_get(f"http://127.0.0.1:{metrics_port}/health") or {}).get("reconnects", 0) >= 2, 20)
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert "coinpulse_ingest_upbit_frames_total" in metrics and "coinpulse_ingest_upbit_e2e_lag_p99_ms" in metrics
+        assert stop(ingest) == 0
+        # a real outage: wait until trades pile up in the simulator that only the backfill can bring back
+        before = _get(sim_url + "/sim/stats")["trades"]
+        assert poll(lambda: _get(sim_url + "/sim/stats")["trades"] >= before + 15, 20)
+        ingest = start(["-m", "coinpulse_ingest_upbit"], env, tmp_path / "ingest2.log")
+        assert poll(lambda: (_get(sim_url + "/sim/stats") or {}).get("done"), 40), "simulator feed did not finish"
+        history = _get(sim_url + "/sim/trades")["trades"]
+        want = {(t["market"], t["sequential_id"]) for t in history}
+        assert len(want) == len(history) > 50
+
+        def caught_up():
+            got = read_topic(stack, topics["trade"])
+            return got if {(r["market"], r["sequential_id"]) for r in got} == want else None
+
+        got = poll(caught_up, 60, every=2.0)
+        if got is None:
+            got = read_topic(stack, topics["trade"])
+            have = {(r["market"], r["sequential_id"]) for r in got}
+            pytest.fail(f"missing {len(want - have)} extra {len(have - want)}; "
+                        + (tmp_path / "ingest2.log").read_text()[-3000:])
+        counts = Counter((r["market"], r["sequential_id"]) for r in got)
+        assert max(counts.values()) == 1, f"doubled: {[k for k, v in counts.items() if v > 1][:10]}"
+        by_key = {(t["market"], t["sequential_id"]): t for t in history}
+        for r in got:  # the values, not only the identities, match the simulator
+            h = by_key[(r["market"], r["sequential_id"])]
+            assert (r["price"], r["volume"], r["ask_bid"]) == (h["price"], h["volume"], h["ask_bid"])
+        assert any(r["backfilled"] and r["stream_type"] == "BACKFILL" for r in got)
+        assert any(not r["backfilled"] and r["stream_type"] == "REALTIME" for r in got)
+        dead = read_topic(stack, topics["dead_letter"])
+        assert dead and all(d["service"] == "ingest-upbit" and d["reason"] for d in dead)
+        assert any(d["reason"].startswith(("invalid_json", "unknown_type", "bad_field", "empty_list")) for d in dead)
+        raw = read_topic(stack, topics["raw_frame"])
+        assert {r["source"] for r in raw} == {"upbit.ws", "upbit.rest"}
+        sim_stats = _get(sim_url + "/sim/stats")
+        assert sim_stats["duplicates_sent"] > 0 and sim_stats["disconnects_forced"] >= 4
+        assert sim_stats["rest_429"] > 0
+        assert stop(ingest) == 0
+        ingest = None
+    finally:
+        if ingest is not None and ingest.poll() is None:
+            ingest.kill()
+        sim.send_signal(signal.SIGTERM)
+        try:
+            sim.wait(10)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+
+
+def _get(url: str):
+    try:
+        r = httpx.get(url, timeout=5)
+        return r.json() if r.status_code < 500 else None
+    except (httpx.HTTPError, ValueError):
+        return None
