@@ -13,6 +13,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--once", action="store_true", help="run one cycle of every gallery, then exit")
     ap.add_argument("--cycles", type=int, default=None, help="run this many cycles, then exit")
     args = ap.parse_args(argv)
+    # Scrapy's asyncio reactor must be installed before any module imports the default one
+    from scrapy.utils.reactor import install_reactor
+
+    install_reactor("twisted.internet.asyncioreactor.AsyncioSelectorReactor")
     from coinpulse_crawl_dc.runner import run
 
     return run(CrawlSettings(), once=args.once, cycles=args.cycles)
