@@ -100,3 +100,35 @@ def candle_diff(got: dict[str, Any], want: dict[str, Any], rel: float = 1e-9) ->
         if g is None or abs(g - w) > rel * max(abs(w), 1e-300):
             out.append(f"{f}: {g!r} !~ {w!r}")
     return out
+
+
+def reference_mentions(events: Iterable[tuple], timing: Timing) -> tuple[dict[tuple[str, int], dict], dict[int, int]]:
+    """Mention buckets from ("hits", partition, DocHits) / ("tick", partition, ms) events, from scratch.
+
+    A document's contribution is its last accepted version, except that a body-less version never replaces a
+    version with a body. Returns ({(market, minute): record minus revision}, final event time per partition)."""
+    wm: dict[int, int] = {}
+    docs: dict[tuple[str, int], dict[str, tuple]] = defaultdict(dict)
+    for kind, partition, item in events:
+        w = wm.get(partition)
+        if kind == "tick":
+            wm[partition] = item if w is None else max(w, item)
+            continue
+        start = item.ts - item.ts % 60_000
+        if w is not None and w >= start + 60_000 + timing.lateness_ms:
+            continue
+        old = docs[(item.market, start)].get(item.doc)
+        if not (old is not None and old[3] and not item.has_body):
+            docs[(item.market, start)][item.doc] = (item.mentions, item.positive, item.negative, item.has_body)
+        wm[partition] = item.ts if w is None else max(w, item.ts)
+    out = {}
+    for (market, start), d in docs.items():
+        pos = sum(x[1] for x in d.values())
+        neg = sum(x[2] for x in d.values())
+        posts = sum(1 for k in d if k.startswith("p:"))
+        out[(market, start)] = {
+            "market": market, "bucket_start": start, "mentions": sum(x[0] for x in d.values()),
+            "posts": posts, "comments": len(d) - posts, "positive": pos, "negative": neg,
+            "sentiment": (pos - neg) / max(1, pos + neg),
+        }
+    return out, wm

@@ -1,0 +1,130 @@
+"""Coin mentions and lexicon sentiment in gallery text, with one Aho-Corasick automaton each (pyahocorasick).
+
+Rules (data in `data/aliases.json` and `data/lexicon.json`, both versioned):
+- Korean aliases (`ko`) match at the start of a Hangul word (the character before is not Hangul or a letter or
+  digit) and either end the word or are followed by exactly one particle from the dictionary's list
+  (비트코인이, 이더리움으로, 리플도). An alias inside a longer Hangul word (트리플, 비트코인캐시 for 비트코인)
+  does not count.
+- English names match case-insensitively and tickers case-sensitively in upper case, both as whole Latin words
+  (not next to an ASCII letter or digit); a Hangul particle may follow (BTC가).
+- Overlapping candidates: leftmost, then longest wins; a match consumes its span.
+- Lexicon terms match anywhere (Korean inflects), leftmost-longest, Latin case-insensitive.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import ahocorasick
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_lower(text: str) -> str:
+    """Lower-case ASCII only: keeps string length (str.lower() may not, e.g. 'İ')."""
+    return text.translate(_ASCII_LOWER)
+
+
+def _is_hangul(ch: str) -> bool:
+    o = ord(ch)
+    return 0xAC00 <= o <= 0xD7A3 or 0x3131 <= o <= 0x318E or 0x1100 <= o <= 0x11FF
+
+
+def _is_ascii_alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+@dataclass(frozen=True)
+class Hit:
+    market: str
+    alias: str
+    start: int
+    end: int
+
+
+def _leftmost_longest(cands: list[tuple[int, int, object]]) -> list[tuple[int, int, object]]:
+    cands.sort(key=lambda c: (c[0], -(c[1] - c[0])))
+    out, pos = [], -1
+    for c in cands:
+        if c[0] >= pos:
+            out.append(c)
+            pos = c[1]
+    return out
+
+
+class MentionMatcher:
+    def __init__(self, aliases: dict, lexicon: dict):
+        self.alias_version = aliases["version"]
+        self.lexicon_version = lexicon["version"]
+        self.particles = frozenset(aliases["particles"])
+        self._aliases = ahocorasick.Automaton()
+        entries: dict[str, list[tuple[str, str, str]]] = {}
+        for market, spec in aliases["markets"].items():
+            for kind in ("ko", "names", "tickers"):
+                for alias in spec.get(kind, []):
+                    entries.setdefault(_ascii_lower(alias), []).append((market, alias, kind))
+        for pattern, values in entries.items():
+            self._aliases.add_word(pattern, (len(pattern), tuple(values)))
+        self._aliases.make_automaton()
+        self._lexicon = ahocorasick.Automaton()
+        for polarity in ("positive", "negative"):
+            for term in lexicon[polarity]:
+                self._lexicon.add_word(_ascii_lower(term), (len(term), polarity))
+        self._lexicon.make_automaton()
+
+    # -- aliases ---------------------------------------------------------------------------------------------
+    def _valid(self, text: str, start: int, end: int, alias: str, kind: str) -> bool:
+        before = text[start - 1] if start > 0 else " "
+        after_idx = end
+        if kind == "ko":
+            if _is_hangul(before) or before.isalnum():
+                return False
+            j = after_idx
+            while j < len(text) and _is_hangul(text[j]):
+                j += 1
+            tail = text[after_idx:j]
+            return tail == "" or tail in self.particles
+        if _is_ascii_alnum(before) or (after_idx < len(text) and _is_ascii_alnum(text[after_idx])):
+            return False
+        if kind == "tickers":
+            return text[start:end] == alias
+        return True
+
+    def mentions(self, text: str) -> list[Hit]:
+        if not text:
+            return []
+        lowered = _ascii_lower(text)
+        cands: list[tuple[int, int, object]] = []
+        for end_idx, (length, values) in self._aliases.iter(lowered):
+            start, end = end_idx - length + 1, end_idx + 1
+            for market, alias, kind in values:
+                if self._valid(text, start, end, alias, kind):
+                    cands.append((start, end, (market, alias)))
+                    break
+        return [Hit(m, a, s, e) for s, e, (m, a) in _leftmost_longest(cands)]  # type: ignore[misc]
+
+    # -- sentiment -------------------------------------------------------------------------------------------
+    def sentiment(self, text: str) -> tuple[int, int]:
+        """(positive hits, negative hits)."""
+        if not text:
+            return 0, 0
+        cands = [(e - n + 1, e + 1, pol) for e, (n, pol) in self._lexicon.iter(_ascii_lower(text))]
+        pos = neg = 0
+        for _, _, pol in _leftmost_longest(cands):
+            if pol == "positive":
+                pos += 1
+            else:
+                neg += 1
+        return pos, neg
+
+
+def _load(name: str) -> dict:
+    return json.loads(resources.files("coinpulse_candle_agent.data").joinpath(name).read_text("utf-8"))
+
+
+@lru_cache(maxsize=1)
+def default_matcher() -> MentionMatcher:
+    return MentionMatcher(_load("aliases.json"), _load("lexicon.json"))

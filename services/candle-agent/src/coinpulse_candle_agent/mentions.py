@@ -1,0 +1,164 @@
+"""Mention rules: per market per minute, mentions, distinct posts and comments, lexicon sentiment.
+
+Input is one `DocHits` per (document, market): what one version of a post or comment says about one market,
+with the document's event time (created_at). A document seen again (re-crawl, view page fetched later) replaces
+its earlier contribution, except that a version without a body never replaces one with a body. The minute bucket
+follows the candle clock (clock.py): emitted with revision 0 when event time passes end + grace, re-emitted with
+revision + 1 when a change arrives within the lateness, later input is counted as late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from coinpulse_candle_agent.candles import MINUTE_MS
+from coinpulse_candle_agent.clock import Schedule, Timing
+from coinpulse_candle_agent.matcher import MentionMatcher
+
+WATERMARK_KEY = "w"
+
+
+class DocHits(NamedTuple):
+    doc: str  # "p:<gallery>/<post_no>" or "c:<gallery>/<post_no>/<comment_no>"
+    market: str
+    ts: int  # created_at, epoch ms
+    mentions: int
+    positive: int
+    negative: int
+    has_body: bool  # posts: the body was known; comments: always True
+
+    @property
+    def is_post(self) -> bool:
+        return self.doc.startswith("p:")
+
+    def to_json(self) -> list:
+        return list(self)
+
+    @classmethod
+    def from_json(cls, v: list) -> DocHits:
+        return cls(*v)
+
+
+def doc_hits(matcher: MentionMatcher, doc: str, ts: int, text: str, has_body: bool) -> list[DocHits]:
+    """What one document version says about each market it mentions."""
+    hits = matcher.mentions(text)
+    if not hits:
+        return []
+    pos, neg = matcher.sentiment(text)
+    counts: dict[str, int] = {}
+    for h in hits:
+        counts[h.market] = counts.get(h.market, 0) + 1
+    return [DocHits(doc, m, ts, n, pos, neg, has_body) for m, n in sorted(counts.items())]
+
+
+def mention_record(market: str, start: int, docs: dict[str, tuple], revision: int) -> dict[str, Any]:
+    mentions = sum(d[0] for d in docs.values())
+    positive = sum(d[1] for d in docs.values())
+    negative = sum(d[2] for d in docs.values())
+    posts = sum(1 for k in docs if k.startswith("p:"))
+    return {
+        "market": market,
+        "bucket_start": start,
+        "mentions": mentions,
+        "posts": posts,
+        "comments": len(docs) - posts,
+        "positive": positive,
+        "negative": negative,
+        "sentiment": (positive - negative) / max(1, positive + negative),
+        "revision": revision,
+    }
+
+
+class MentionEngine:
+    """Mention buckets of one partition of the (market-keyed) hits topic."""
+
+    def __init__(self, timing: Timing):
+        self.timing = timing
+        self.watermark: int | None = None
+        self.buckets: dict[tuple[str, int], dict[str, Any]] = {}  # {"docs": {doc: (n, pos, neg, body)}, "r": rev}
+        self.schedule = Schedule()
+        self._dirty: set[tuple[str, int]] = set()
+        self._wm_dirty = False
+        self.accepted = self.unchanged = self.late = 0
+
+    def _record(self, key: tuple[str, int]) -> dict[str, Any]:
+        b = self.buckets[key]
+        return mention_record(key[0], key[1], b["docs"], b["r"])
+
+    def add(self, h: DocHits) -> tuple[str, list[dict[str, Any]]]:
+        start = h.ts - h.ts % MINUTE_MS
+        if self.timing.is_late(start + MINUTE_MS, self.watermark):
+            self.late += 1
+            return "late", []
+        key = (h.market, start)
+        b = self.buckets.get(key)
+        if b is None:
+            b = self.buckets[key] = {"docs": {}, "r": -1}
+            end = start + MINUTE_MS
+            self.schedule.add(self.timing.close_at(end), self.timing.expire_at(end), (h.market, start), key)
+        old = b["docs"].get(h.doc)
+        new = (h.mentions, h.positive, h.negative, h.has_body)
+        emits: list[dict[str, Any]] = []
+        if old == new or (old is not None and old[3] and not h.has_body):
+            self.unchanged += 1
+            status = "unchanged"
+        else:
+            b["docs"][h.doc] = new
+            self._dirty.add(key)
+            self.accepted += 1
+            status = "ok"
+            if b["r"] >= 0:
+                b["r"] += 1
+                emits.append(self._record(key))
+        self.advance_into(h.ts, emits)
+        return status, emits
+
+    def advance(self, to_ms: int) -> list[dict[str, Any]]:
+        emits: list[dict[str, Any]] = []
+        self.advance_into(to_ms, emits)
+        return emits
+
+    def advance_into(self, to_ms: int, emits: list[dict[str, Any]]) -> None:
+        if self.watermark is None or to_ms > self.watermark:
+            self.watermark = to_ms
+            self._wm_dirty = True
+        w = self.watermark
+        while (key := self.schedule.pop_close(w)) is not None:
+            b = self.buckets.get(key)  # type: ignore[arg-type]
+            if b is not None and b["r"] < 0:
+                b["r"] = 0
+                self._dirty.add(key)  # type: ignore[arg-type]
+                emits.append(self._record(key))  # type: ignore[arg-type]
+        while (key := self.schedule.pop_expiry(w)) is not None:
+            if self.buckets.pop(key, None) is not None:  # type: ignore[arg-type]
+                self._dirty.add(key)  # type: ignore[arg-type]
+
+    def take_changes(self) -> list[tuple[str, dict[str, Any] | None]]:
+        out: list[tuple[str, dict[str, Any] | None]] = []
+        for key in self._dirty:
+            b = self.buckets.get(key)
+            out.append((f"{key[0]}|{key[1]}", None if b is None else {"r": b["r"], "docs": b["docs"]}))
+        self._dirty.clear()
+        if self._wm_dirty:
+            out.append((WATERMARK_KEY, {"w": self.watermark}))
+            self._wm_dirty = False
+        return out
+
+    def load(self, items: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        for k, v in items:
+            if k == WATERMARK_KEY:
+                self.watermark = v["w"]
+                continue
+            market, start_s = k.rsplit("|", 1)
+            key = (market, int(start_s))
+            self.buckets[key] = {"r": v["r"], "docs": {d: tuple(x) for d, x in v["docs"].items()}}
+            end = key[1] + MINUTE_MS
+            if v["r"] >= 0:
+                self.schedule.add_expiry(self.timing.expire_at(end), key, key)
+            else:
+                self.schedule.add(self.timing.close_at(end), self.timing.expire_at(end), key, key)
+        emits: list[dict[str, Any]] = []
+        if self.watermark is not None:
+            self.advance_into(self.watermark, emits)
+        return emits
