@@ -89,7 +89,6 @@ key.converter=org.apache.kafka.connect.storage.StringConverter
 value.converter=io.apicurio.registry.utils.converter.AvroConverter
 value.converter.apicurio.registry.url={s.registry_native.replace('/v3', '/v2')}
 value.converter.apicurio.registry.as-confluent=true
-value.converter.apicurio.registry.use-id=contentId
 value.converter.apicurio.registry.headers.enabled=false
 offset.flush.interval.ms=5000
 plugin.path={plugins}

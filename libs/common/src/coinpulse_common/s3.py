@@ -16,6 +16,8 @@ def client(s: Settings | None = None):
         aws_access_key_id=s.s3_access_key,
         aws_secret_access_key=s.s3_secret_key,
         region_name=s.s3_region,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
+        # S3Proxy (like many S3-compatible servers) rejects the flexible-checksum headers newer boto3 sends by default
+        config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
+                      response_checksum_validation="when_required", retries={"max_attempts": 5, "mode": "standard"},
                       connect_timeout=3, read_timeout=30),
     )

@@ -1,0 +1,36 @@
+# coinpulse — the two commands a newcomer needs are `make demo` and `make test`; the rest are shortcuts.
+SHELL := /bin/bash
+UV ?= uv
+RUN := $(UV) run --frozen
+
+.PHONY: setup up down purge status demo test test-unit lint bench
+
+setup: ## install the Python workspace (uv) — needs uv on PATH (pip install uv)
+	$(UV) sync --frozen --all-packages
+
+up: setup ## start the native stack and wait until every part is healthy
+	$(RUN) coinpulse up
+
+down: ## stop every process the stack started (data kept)
+	$(RUN) coinpulse down
+
+purge: ## stop everything and delete all local data
+	$(RUN) coinpulse down --purge
+
+status:
+	$(RUN) coinpulse status
+
+demo: up ## the whole pipeline on the bundled simulators
+	$(RUN) python -m coinpulse_platform.demo
+
+test: setup ## unit, integration and end-to-end tests (starts the stack if needed)
+	$(RUN) pytest
+
+test-unit: setup
+	$(RUN) pytest -m unit
+
+lint:
+	$(RUN) ruff check .
+
+bench: up
+	for b in bench/*.py; do $(RUN) python $$b || exit 1; done
