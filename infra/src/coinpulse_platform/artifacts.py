@@ -11,6 +11,7 @@ Each folder gets a `.complete` marker naming its coordinates, so the next start 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -43,7 +44,9 @@ def versions() -> dict[str, str]:
 
 
 def jvm_dir() -> Path:
-    return state_dir() / "jvm"
+    """COINPULSE_JVM_DIR, else `<state>/jvm` (a second stack, e.g. in tests, may share the first one's artifacts)."""
+    env = os.environ.get("COINPULSE_JVM_DIR")
+    return Path(env) if env else state_dir() / "jvm"
 
 
 def _mvn(args: list[str], log: Path) -> None:
