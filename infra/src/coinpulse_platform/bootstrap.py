@@ -19,7 +19,7 @@ from psycopg import sql
 COMPATIBILITY = "BACKWARD"
 
 
-def postgres(s: Settings, socket_dir: Path) -> None:
+def postgres(s: Settings, socket_dir: Path | None) -> None:
     """Roles (owner, connector writer, read-only reader, registry) and databases, passwords from the environment."""
     roles = {
         "coinpulse": (s.pg_superuser_password, "LOGIN CREATEROLE"),
@@ -27,8 +27,13 @@ def postgres(s: Settings, socket_dir: Path) -> None:
         "coinpulse_reader": (s.pg_reader_password, "LOGIN"),
         "apicurio": (s.pg_registry_password, "LOGIN"),
     }
-    with psycopg.connect(host=str(socket_dir), port=s.postgres_port, user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
+    if socket_dir is not None:  # native stack: the cluster's OS owner over the private socket
+        conn = psycopg.connect(host=str(socket_dir), port=s.postgres_port, user="postgres", dbname="postgres",
+                               autocommit=True)
+    else:  # containers: the image's `postgres` superuser over TCP
+        conn = psycopg.connect(host=s.pg_host or s.host, port=s.postgres_port, user="postgres", dbname="postgres",
+                               password=s.pg_superuser_password, autocommit=True)
+    with conn:
         for role, (pw, attrs) in roles.items():
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
@@ -156,3 +161,14 @@ def all_(s: Settings) -> dict:
     created = topics(s)
     schemas = register_schemas(s)
     return {"topics_created": created, "schemas": [c.__dict__ for c in schemas]}
+
+
+def connectors(s: Settings) -> None:
+    """Apply connect/*.json through the sink service's own applier, when the sink service is installed."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("coinpulse_sink") is None:
+        return
+    subprocess.run([sys.executable, "-m", "coinpulse_sink", "apply-connectors"], check=False)

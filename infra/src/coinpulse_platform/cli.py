@@ -42,6 +42,22 @@ def up(only: tuple[str, ...], timeout: float | None) -> None:
 
 
 @main.command()
+@click.option("--postgres-only", is_flag=True, help="only database roles and databases")
+def init(postgres_only: bool) -> None:
+    """Bootstrap an already running stack (compose's one-shot init): roles, topics, schemas, bucket, connectors."""
+    from coinpulse_platform import bootstrap
+    s = get_settings()
+    bootstrap.postgres(s, None)
+    if postgres_only:
+        return
+    bootstrap.registry_config(s)
+    res = bootstrap.all_(s)
+    bootstrap.s3_bucket(s)
+    click.echo(f"topics created: {len(res['topics_created'])}; schemas: {len(res['schemas'])}", err=True)
+    bootstrap.connectors(s)
+
+
+@main.command()
 @click.option("--purge", is_flag=True, help="also delete all data (Kafka logs, database, S3 objects, registry)")
 def down(purge: bool) -> None:
     """Stop every process the stack started (data kept unless --purge)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from coinpulse_common.paths import repo_root
 from coinpulse_common.settings import Settings
 
 LOG4J2 = """\
@@ -71,30 +72,13 @@ num.recovery.threads.per.data.dir=1
 
 
 def connect_worker(s: Settings, conf: Path, plugins: Path) -> Path:
-    return _write(conf / "connect.properties", f"""\
-bootstrap.servers={s.bootstrap}
-group.id=coinpulse-connect
-listeners=http://{s.host}:{s.connect_port}
-rest.advertised.host.name={s.host}
-rest.advertised.port={s.connect_port}
-config.storage.topic=_connect.configs
-offset.storage.topic=_connect.offsets
-status.storage.topic=_connect.status
-config.storage.replication.factor=1
-offset.storage.replication.factor=1
-offset.storage.partitions=5
-status.storage.replication.factor=1
-status.storage.partitions=1
-key.converter=org.apache.kafka.connect.storage.StringConverter
-value.converter=io.apicurio.registry.utils.converter.AvroConverter
-value.converter.apicurio.registry.url={s.registry_native.replace('/v3', '/v2')}
-value.converter.apicurio.registry.as-confluent=true
-value.converter.apicurio.registry.headers.enabled=false
-offset.flush.interval.ms=5000
-plugin.path={plugins}
-plugin.discovery=hybrid_warn
-connector.client.config.override.policy=All
-""")
+    """connect/worker.properties (shared with the compose image) with this host's addresses filled in."""
+    text = (repo_root() / "connect" / "worker.properties").read_text()
+    text = text.replace("@BOOTSTRAP@", s.bootstrap).replace("@REGISTRY@", s.registry_native.replace("/v3", "/v2"))
+    text = text.replace("listeners=http://0.0.0.0:8083", f"listeners=http://{s.host}:{s.connect_port}\n"
+                        f"rest.advertised.host.name={s.host}\nrest.advertised.port={s.connect_port}")
+    text = text.replace("plugin.path=/opt/connect-plugins", f"plugin.path={plugins}")
+    return _write(conf / "connect.properties", text)
 
 
 def s3proxy(s: Settings, conf: Path, data: Path) -> Path:

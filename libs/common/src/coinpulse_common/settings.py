@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     pg_writer_password: str = Field("coinpulse-writer", description="password of `coinpulse_writer` (connectors)")
     pg_reader_password: str = Field("coinpulse-reader", description="password of `coinpulse_reader` (dashboard)")
     pg_registry_password: str = Field("coinpulse-registry", description="password of `apicurio` (registry storage)")
+    pg_host: str | None = Field(None, description="PostgreSQL host; default `host`")
     pg_database: str = Field("coinpulse", description="database holding bronze/silver/gold schemas")
 
     kafka_heap: str = Field("512m", description="broker JVM heap")
@@ -76,7 +77,7 @@ class Settings(BaseSettings):
 
     def pg_dsn(self, user: str = "coinpulse", password: str | None = None, database: str | None = None) -> str:
         pw = password if password is not None else self.pg_superuser_password
-        return f"postgresql://{user}:{pw}@{self.host}:{self.postgres_port}/{database or self.pg_database}"
+        return f"postgresql://{user}:{pw}@{self.pg_host or self.host}:{self.postgres_port}/{database or self.pg_database}"
 
     @property
     def prefect_api(self) -> str:
