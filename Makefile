@@ -1,11 +1,12 @@
 # coinpulse — the two commands a newcomer needs are `make demo` and `make test`; the rest are shortcuts.
 SHELL := /bin/bash
-UV ?= uv
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
 .PHONY: setup up down purge status demo test test-unit lint bench
 
-setup: ## install the Python workspace (uv) — needs uv on PATH (pip install uv)
+setup: ## install the Python workspace with uv (installs uv itself from PyPI when missing)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
 	$(UV) sync --frozen --all-packages
 
 up: setup ## start the native stack and wait until every part is healthy
