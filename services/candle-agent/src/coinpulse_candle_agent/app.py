@@ -1,0 +1,297 @@
+"""The Faust app: agents wire topics and tables to the plain rules (engine.py, mentions.py).
+
+Agents (verb_noun):
+- `build_candles`: upbit.trade → candle.1m / candle.5m / candle.1h, late trades → candle.late;
+- `match_mentions`: dc.post + dc.comment → internal market-keyed hits topic (plus event-time ticks);
+- `count_mentions`: hits → mention.1m.
+Values are Avro (Confluent wire format) through coinpulse_common.avro.TopicCodec; Faust only moves bytes.
+A record that cannot be decoded or validated goes to dlq.candle-agent with the reason.
+A timer advances event time for partitions that are idle and fully read, so the last candles close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import faust
+from coinpulse_common import topics
+from coinpulse_common.avro import TopicCodec
+from coinpulse_common.kafka import admin
+from coinpulse_common.logging import get_logger
+from coinpulse_common.paths import state_dir
+from faust.types import TP
+
+from coinpulse_candle_agent.clock import Timing
+from coinpulse_candle_agent.engine import CandleEngine
+from coinpulse_candle_agent.matcher import default_matcher
+from coinpulse_candle_agent.mentions import DocHits, MentionEngine, doc_hits
+from coinpulse_candle_agent.settings import CandleSettings
+from coinpulse_candle_agent.state import PartitionEngines
+from coinpulse_candle_agent.trades import BadTrade, to_ms, trade_from_record
+
+log = get_logger("coinpulse.candle_agent")
+SERVICE = "candle-agent"
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+RAW_TABLE = {"key_type": bytes, "value_type": bytes, "schema": faust.Schema(**RAW)}
+
+
+def topic_partitions(s: CandleSettings, topic: str) -> int:
+    md = admin(s).list_topics(topic, timeout=10)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None or not t.partitions:
+        raise RuntimeError(f"input topic {topic!r} does not exist (run `coinpulse up`): {t and t.error}")
+    return len(t.partitions)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class CandleAgent:
+    """Builds the Faust app and holds what the agents share (codecs, engines, counters)."""
+
+    def __init__(self, s: CandleSettings | None = None):
+        self.s = s = s or CandleSettings()
+        self.metrics: Counter[str] = Counter()
+        self.lock = asyncio.Lock()
+        self.candle_timing = Timing(s.candle_grace_ms, s.candle_lateness_ms)
+        self.mention_timing = Timing(s.candle_mention_grace_ms, s.candle_mention_lateness_ms)
+        n_trade = topic_partitions(s, s.candle_trade_topic)
+        datadir = state_dir() / "candle-agent" / s.candle_app_id
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.app = app = faust.App(
+            s.candle_app_id,
+            broker=f"kafka://{s.bootstrap}",
+            store=s.candle_store,
+            topic_partitions=n_trade,
+            topic_replication_factor=1,
+            web_bind=s.host,
+            web_host=s.host,
+            web_port=s.candle_metrics_port,
+            consumer_auto_offset_reset="earliest",
+            processing_guarantee="at_least_once",
+            producer_acks=-1,
+            producer_linger_ms=5,
+            stream_buffer_maxsize=max(4096, 2 * s.candle_batch_size),
+            broker_commit_every=max(10_000, s.candle_batch_size),
+            table_standby_replicas=0,
+            broker_session_timeout=s.candle_session_timeout_s,
+            broker_heartbeat_interval=max(1.0, s.candle_session_timeout_s / 10),
+            web_enabled=True,
+            datadir=str(datadir),
+        )
+        # codecs: schema file of the canonical topic, subject of the topic actually used
+        self.trade_codec = TopicCodec(s.candle_trade_topic, s, schema_topic=topics.UPBIT_TRADE)
+        self.candle_codecs = {iv: TopicCodec(t, s, schema_topic=topics.CANDLE_TOPICS[iv])
+                              for iv, t in s.candle_topics().items()}
+        self.late_codec = TopicCodec(s.candle_late_topic, s, schema_topic=topics.CANDLE_LATE)
+        self.dlq_codec = TopicCodec(s.candle_dlq_topic, s, schema_topic=topics.dlq(SERVICE))
+
+        self.trades = app.topic(s.candle_trade_topic, **RAW)
+        self.out = {iv: app.topic(t, **RAW) for iv, t in s.candle_topics().items()}
+        self.late_topic = app.topic(s.candle_late_topic, **RAW)
+        self.dlq = app.topic(s.candle_dlq_topic, **RAW)
+        self.candle_table = app.Table("candle-state", partitions=n_trade, **RAW_TABLE)
+        self.candles = PartitionEngines(self.candle_table, lambda: CandleEngine(self.candle_timing))
+        self.engine_sets = {s.candle_trade_topic: self.candles}
+
+        app.agent(self.trades, name="build_candles")(self._build_candles)
+        if s.candle_mentions:
+            self._setup_mentions()
+        app.timer(s.candle_timer_interval_s, name="advance_idle")(self._advance_idle)
+        app.page("/metrics")(self._metrics_page)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    # -- candles ---------------------------------------------------------------------------------------------
+    async def _build_candles(self, stream: Any) -> None:
+        s = self.s
+        async for events in stream.take_events(s.candle_batch_size, within=s.candle_batch_within_s):
+            async with self.lock:
+                for ev in events:
+                    self._handle_trade(ev.message.partition, ev.message.offset, ev.key, ev.value)
+                self.candles.flush()
+            await self.app.producer.buffer.wait_until_ebb()
+
+    def _handle_trade(self, partition: int, offset: int, key: bytes | None, raw: bytes | None) -> None:
+        eng, restored = self.candles.get(partition)
+        self._emit_candles(restored)
+        try:
+            if raw is None:
+                raise BadTrade("null value")
+            rec = self.trade_codec.decode(raw)
+            trade = trade_from_record(rec)
+        except Exception as exc:  # noqa: BLE001 - any undecodable or invalid record is dead-lettered
+            self.metrics["trades_bad"] += 1
+            self._dead_letter(f"{type(exc).__name__}: {exc}", raw, self.s.candle_trade_topic, key, partition, offset)
+            self.candles.touch(partition, offset)
+            return
+        out = eng.add(trade)  # type: ignore[attr-defined]
+        self.metrics[f"trades_{out.status}"] += 1
+        if out.status == "late":
+            self.late_topic.send_soon(key=trade.market.encode(), value=self.late_codec.encode(rec))
+        self._emit_candles(out.emits)
+        self.candles.touch(partition, offset)
+
+    def _emit_candles(self, emits: list[dict[str, Any]]) -> None:
+        ts = now_ms()
+        for rec in emits:
+            iv = rec["interval"]
+            rec["emitted_at"] = ts
+            key = topics.gold_key(rec["market"], rec["bucket_start"]).encode()
+            self.out[iv].send_soon(key=key, value=self.candle_codecs[iv].encode(rec))
+            self.metrics[f"candles_{iv}_r{min(rec['revision'], 1)}"] += 1
+
+    def _dead_letter(self, reason: str, raw: bytes | None, source: str, key: bytes | None, partition: int,
+                     offset: int) -> None:
+        rec = {
+            "service": SERVICE, "reason": reason[:2000], "failed_at": now_ms(), "source": source,
+            "key": key.decode("utf-8", "replace") if key else None, "payload": raw or b"",
+            "context": {"partition": str(partition), "offset": str(offset)},
+        }
+        self.dlq.send_soon(key=key or b"", value=self.dlq_codec.encode(rec))
+        self.metrics["dead_letters"] += 1
+        log.warning("dead_letter", reason=reason[:200], source=source, partition=partition, offset=offset)
+
+    # -- mentions --------------------------------------------------------------------------------------------
+    def _setup_mentions(self) -> None:
+        s, app = self.s, self.app
+        self.matcher = default_matcher()
+        self.post_codec = TopicCodec(s.candle_post_topic, s, schema_topic=topics.DC_POST)
+        self.comment_codec = TopicCodec(s.candle_comment_topic, s, schema_topic=topics.DC_COMMENT)
+        self.mention_codec = TopicCodec(s.candle_out_mention, s, schema_topic=topics.MENTION_1M)
+        self.mention_out = app.topic(s.candle_out_mention, **RAW)
+        n = s.candle_mention_partitions
+        self.hits = app.topic(f"{s.candle_app_id}-mention-hits", internal=True, partitions=n, **RAW)
+        self.mention_table = app.Table("mention-state", partitions=n, **RAW_TABLE)
+        self.mentions = PartitionEngines(self.mention_table, lambda: MentionEngine(self.mention_timing))
+        self.engine_sets[self.hits.get_topic_name()] = self.mentions
+        docs = app.topic(s.candle_post_topic, s.candle_comment_topic, **RAW)
+        app.agent(docs, name="match_mentions")(self._match_mentions)
+        app.agent(self.hits, name="count_mentions")(self._count_mentions)
+
+    async def _match_mentions(self, stream: Any) -> None:
+        s = self.s
+        async for events in stream.take_events(s.candle_batch_size, within=s.candle_batch_within_s):
+            latest = None
+            for ev in events:
+                m = ev.message
+                try:
+                    hits = self._doc_hits(m.topic, ev.value)
+                except Exception as exc:  # noqa: BLE001 - dead-letter, never crash on one record
+                    self.metrics["docs_bad"] += 1
+                    self._dead_letter(f"{type(exc).__name__}: {exc}", ev.value, m.topic, ev.key, m.partition,
+                                      m.offset)
+                    continue
+                self.metrics["docs"] += 1
+                for ts, h in hits:
+                    latest = ts if latest is None else max(latest, ts)
+                    if h is not None:
+                        self.hits.send_soon(key=h.market.encode(), value=json.dumps(h.to_json()).encode())
+                        self.metrics["mention_hits"] += 1
+            if latest is not None:  # documents without mentions still move event time, on every partition
+                tick = json.dumps({"tick": latest}).encode()
+                for p in range(s.candle_mention_partitions):
+                    self.hits.send_soon(key=b"", value=tick, partition=p)
+            await self.app.producer.buffer.wait_until_ebb()
+
+    def _doc_hits(self, topic: str, raw: bytes | None) -> list[tuple[int, DocHits | None]]:
+        if raw is None:
+            raise ValueError("null value")
+        if topic == self.s.candle_post_topic:
+            rec = self.post_codec.decode(raw)
+            doc = f"p:{rec['gallery']}/{rec['post_no']}"
+            text = rec["title"] + ("\n" + rec["body"] if rec.get("body") else "")
+            has_body = rec.get("body") is not None
+        else:
+            rec = self.comment_codec.decode(raw)
+            doc = f"c:{rec['gallery']}/{rec['post_no']}/{rec['comment_no']}"
+            text, has_body = rec["text"] or "", True
+        ts = to_ms(rec["created_at"])
+        hits = doc_hits(self.matcher, doc, ts, text, has_body)
+        return [(ts, h) for h in hits] or [(ts, None)]
+
+    async def _count_mentions(self, stream: Any) -> None:
+        s = self.s
+        async for events in stream.take_events(s.candle_batch_size, within=s.candle_batch_within_s):
+            async with self.lock:
+                for ev in events:
+                    p, off = ev.message.partition, ev.message.offset
+                    eng, restored = self.mentions.get(p)
+                    self._emit_mentions(restored)
+                    try:
+                        v = json.loads(ev.value)
+                        if isinstance(v, dict):
+                            self._emit_mentions(eng.advance(int(v["tick"])))
+                        else:
+                            status, emits = eng.add(DocHits.from_json(v))  # type: ignore[attr-defined]
+                            self.metrics[f"mention_hits_{status}"] += 1
+                            self._emit_mentions(emits)
+                    except Exception as exc:  # noqa: BLE001
+                        self._dead_letter(f"{type(exc).__name__}: {exc}", ev.value, self.hits.get_topic_name(),
+                                          ev.key, p, off)
+                    self.mentions.touch(p, off)
+                self.mentions.flush()
+            await self.app.producer.buffer.wait_until_ebb()
+
+    def _emit_mentions(self, emits: list[dict[str, Any]]) -> None:
+        ts = now_ms()
+        for rec in emits:
+            rec["emitted_at"] = ts
+            key = topics.gold_key(rec["market"], rec["bucket_start"]).encode()
+            self.mention_out.send_soon(key=key, value=self.mention_codec.encode(rec))
+            self.metrics["mentions_emitted"] += 1
+
+    # -- timer, rebalance, metrics ---------------------------------------------------------------------------
+    async def _advance_idle(self) -> None:
+        app = self.app
+        if app.rebalancing or not app.tables.recovery.completed.is_set():
+            return
+        assigned = app.consumer.assignment()
+        for topic, engines in self.engine_sets.items():
+            for tp in assigned:
+                if tp.topic == topic and tp.partition not in engines.engines:
+                    _, restored = engines.get(tp.partition)
+                    self._emit_for(engines, restored)
+            cands = engines.idle_candidates(now_ms(), self.s.candle_idle_after_ms)
+            if not cands:
+                continue
+            async with self.lock:
+                for p, (target, offset) in cands.items():
+                    tp = TP(topic, p)
+                    if offset < 0:
+                        offset = (await app.consumer.position(tp) or 0) - 1
+                    highwater = app.consumer.highwater(tp)
+                    if highwater is None or offset + 1 < highwater:
+                        continue  # unread input: not idle, just behind
+                    eng = engines.engines.get(p)
+                    if eng is not None:
+                        self._emit_for(engines, eng.advance(target))
+                engines.flush()
+
+    def _emit_for(self, engines: PartitionEngines, emits: list[dict[str, Any]]) -> None:
+        if engines is self.candles:
+            self._emit_candles(emits)
+        else:
+            self._emit_mentions(emits)
+
+    async def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
+        for topic, engines in self.engine_sets.items():
+            engines.revoke({tp.partition for tp in revoked if tp.topic == topic})
+
+    def metrics_text(self) -> str:
+        lines = [f"coinpulse_candle_{k}_total {v}" for k, v in sorted(self.metrics.items())]
+        for name, engines in (("candle", self.candles), ("mention", getattr(self, "mentions", None))):
+            if engines is None:
+                continue
+            for p, eng in sorted(engines.engines.items()):
+                if eng.watermark is not None:
+                    lines.append(f'coinpulse_{name}_event_time_ms{{partition="{p}"}} {eng.watermark}')
+                lines.append(f'coinpulse_{name}_open_buckets{{partition="{p}"}} {len(eng.buckets)}')  # type: ignore[attr-defined]
+        return "\n".join(lines) + "\n"
+
+    async def _metrics_page(self, web: Any, request: Any) -> Any:
+        return web.text(self.metrics_text())

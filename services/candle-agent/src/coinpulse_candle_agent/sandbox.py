@@ -1,0 +1,103 @@
+"""Private topic sets for integration tests and benchmarks: the agent's inputs and outputs under unique names,
+created with the declared partitions and registered under `<topic>-value` with the canonical schema, plus the
+environment that points an agent process at them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from coinpulse_common import topics
+from coinpulse_common.avro import registry_client, schema_text
+from coinpulse_common.kafka import admin
+from coinpulse_common.settings import Settings
+from confluent_kafka.admin import NewTopic
+from confluent_kafka.schema_registry import Schema
+
+
+@dataclass
+class TopicSet:
+    prefix: str
+    partitions: int = 3
+
+    def names(self) -> dict[str, tuple[str, str, int, bool]]:
+        """role -> (topic, canonical topic, partitions, compacted)."""
+        p, n = self.prefix, self.partitions
+        return {
+            "trade": (f"{p}.trade", topics.UPBIT_TRADE, n, False),
+            "post": (f"{p}.post", topics.DC_POST, n, False),
+            "comment": (f"{p}.comment", topics.DC_COMMENT, n, False),
+            "1m": (f"{p}.candle.1m", topics.CANDLE_1M, n, True),
+            "5m": (f"{p}.candle.5m", topics.CANDLE_5M, n, True),
+            "1h": (f"{p}.candle.1h", topics.CANDLE_1H, n, True),
+            "mention": (f"{p}.mention.1m", topics.MENTION_1M, n, True),
+            "late": (f"{p}.candle.late", topics.CANDLE_LATE, 1, False),
+            "dlq": (f"{p}.dlq", topics.dlq("candle-agent"), 1, False),
+        }
+
+    def topic(self, role: str) -> str:
+        return self.names()[role][0]
+
+    def create(self, s: Settings) -> None:
+        a = admin(s)
+        new = [NewTopic(t, num_partitions=n, replication_factor=1,
+                        config={"cleanup.policy": "compact"} if compacted else {})
+               for t, _, n, compacted in self.names().values()]
+        for fut in a.create_topics(new, request_timeout=15).values():
+            try:
+                fut.result()
+            except Exception as e:  # noqa: BLE001
+                if "TOPIC_ALREADY_EXISTS" not in str(e):
+                    raise
+        client = registry_client(s.registry)
+        for t, canonical, _, _ in self.names().values():
+            client.register_schema(f"{t}-value", Schema(schema_text(topics.BY_NAME[canonical].schema), "AVRO"))
+
+    def agent_env(self, app_id: str, port: int, **extra: Any) -> dict[str, str]:
+        env = {
+            "COINPULSE_CANDLE_APP_ID": app_id,
+            "COINPULSE_CANDLE_METRICS_PORT": str(port),
+            "COINPULSE_CANDLE_TRADE_TOPIC": self.topic("trade"),
+            "COINPULSE_CANDLE_POST_TOPIC": self.topic("post"),
+            "COINPULSE_CANDLE_COMMENT_TOPIC": self.topic("comment"),
+            "COINPULSE_CANDLE_OUT_1M": self.topic("1m"),
+            "COINPULSE_CANDLE_OUT_5M": self.topic("5m"),
+            "COINPULSE_CANDLE_OUT_1H": self.topic("1h"),
+            "COINPULSE_CANDLE_OUT_MENTION": self.topic("mention"),
+            "COINPULSE_CANDLE_LATE_TOPIC": self.topic("late"),
+            "COINPULSE_CANDLE_DLQ_TOPIC": self.topic("dlq"),
+        }
+        env.update({f"COINPULSE_CANDLE_{k.upper()}": str(v) for k, v in extra.items()})
+        return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_agent(env: dict[str, str], log_path: str, cpu: int | None = None) -> subprocess.Popen:
+    """`python -m coinpulse_candle_agent` with the given environment on top of ours."""
+    full = {**os.environ, **env}
+    cmd = [sys.executable, "-m", "coinpulse_candle_agent"]
+    if cpu is not None and sys.platform.startswith("linux"):
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(cmd, env=full, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_until(pred, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,93 @@
+"""Engine state per input partition, persisted in a changelog-backed Faust table the agent writes itself.
+
+Faust's windowed tables are not used (restored windows never expire, closing follows the wall clock). Each input
+partition p has one engine (CandleEngine or MentionEngine); its state records are stored in the table under
+`<p>|<record key>` and written to changelog partition p (the table is co-partitioned with the input topic), in
+the order the engine hands them out: bucket values first, the partition's event time last. Writes are sent
+before the batch's input offsets are acknowledged, and Faust flushes the producer before it commits offsets, so
+after a crash the changelog holds at least everything the committed offsets cover; re-delivered input is
+recognised by the per-bucket sequential_id sets (candles) or the per-document versions (mentions).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class Engine(Protocol):
+    watermark: int | None
+
+    def take_changes(self) -> list[tuple[str, dict[str, Any] | None]]: ...
+
+    def load(self, items: Any) -> list[dict[str, Any]]: ...
+
+    def advance(self, to_ms: int) -> list[dict[str, Any]]: ...
+
+
+def _dumps(v: dict[str, Any]) -> bytes:
+    return json.dumps(v, separators=(",", ":")).encode()
+
+
+class PartitionEngines:
+    def __init__(self, table: Any, factory: Callable[[], Engine]):
+        self.table = table
+        self.factory = factory
+        self.engines: dict[int, Engine] = {}
+        # idle-timer anchors: (wall ms of last input, event time then, last input offset)
+        self.anchors: dict[int, tuple[int, int | None, int]] = {}
+        self.changelog_records = 0
+
+    def get(self, partition: int) -> tuple[Engine, list[dict[str, Any]]]:
+        """The partition's engine, loading it from the table on first use (after recovery or rebalance)."""
+        eng = self.engines.get(partition)
+        if eng is not None:
+            return eng, []
+        prefix = f"{partition}|".encode()
+        items = [
+            (k[len(prefix):].decode(), json.loads(v))
+            for k, v in list(self.table.data.items())
+            if k.startswith(prefix) and v is not None
+        ]
+        eng = self.factory()
+        emits = eng.load(items)
+        self.engines[partition] = eng
+        self.anchors[partition] = (int(time.time() * 1000), eng.watermark, -1)
+        return eng, emits
+
+    def touch(self, partition: int, offset: int) -> None:
+        eng = self.engines[partition]
+        self.anchors[partition] = (int(time.time() * 1000), eng.watermark, offset)
+
+    def flush(self) -> None:
+        data = self.table.data
+        for p, eng in self.engines.items():
+            for key, value in eng.take_changes():
+                k = f"{p}|{key}".encode()
+                if value is None:
+                    data.pop(k, None)
+                    v = None
+                else:
+                    v = _dumps(value)
+                    data[k] = v
+                self.table.send_changelog(p, k, v, key_serializer="raw", value_serializer="raw")
+                self.changelog_records += 1
+
+    def revoke(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.engines.pop(p, None)
+            self.anchors.pop(p, None)
+
+    def idle_candidates(self, now_ms: int, idle_after_ms: int) -> dict[int, tuple[int, int]]:
+        """Partitions without input for idle_after_ms: {p: (event time to advance to, last input offset)}.
+
+        The target is the event time at the last input plus the wall time since (event time follows the clock
+        while nothing arrives). The caller advances only partitions that have no unread input."""
+        out = {}
+        for p, (wall, wm, offset) in self.anchors.items():
+            idle = now_ms - wall
+            if wm is not None and idle >= idle_after_ms:
+                out[p] = (wm + idle, offset)
+        return out

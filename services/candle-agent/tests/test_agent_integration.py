@@ -1,0 +1,165 @@
+"""The Faust agent against the running stack (Kafka 4.3 through faust-streaming/aiokafka, Apicurio for Avro).
+
+Each test uses its own topics and app id. Trades go to explicit partitions so the reference knows which markets
+share a partition's event time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from coinpulse_candle_agent import synthetic
+from coinpulse_candle_agent.clock import Timing
+from coinpulse_candle_agent.reference import accepted_trades, candle_diff, reference_candles
+from coinpulse_candle_agent.trades import Trade
+from coinpulse_common import topics
+from coinpulse_common.avro import TopicCodec
+from coinpulse_common.kafka import consumer, producer
+from confluent_kafka import TopicPartition
+
+pytestmark = pytest.mark.integration
+
+MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-DOGE"]  # DOGE shares partition 0 with BTC
+BASE = 1_795_000_000_000 - 1_795_000_000_000 % 3_600_000 + 600_000
+
+
+def partition_of(market: str) -> int:
+    return MARKETS.index(market) % 3
+
+
+def produce_trades(s, topic: str, order: list[Trade]) -> None:
+    codec = TopicCodec(topic, s, schema_topic=topics.UPBIT_TRADE)
+    p = producer(s)
+    for i, t in enumerate(order):
+        p.produce(topic, key=t.market.encode(), value=codec.encode(synthetic.trade_record(t)),
+                  partition=partition_of(t.market))
+        if i % 10_000 == 0:
+            p.poll(0)
+    p.flush(30)
+
+
+class TopicReader:
+    """Reads a topic from the beginning (no group commits); keeps the last value per key and every value."""
+
+    def __init__(self, s, topic: str, canonical: str, partitions: int):
+        self.codec = TopicCodec(topic, s, schema_topic=canonical)
+        self.c = consumer(f"reader-{topic}-{time.time_ns()}", s)
+        self.c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        self.last: dict[bytes, dict] = {}
+        self.all: list[dict] = []
+
+    def close(self) -> None:
+        self.c.close()
+
+    def poll(self, seconds: float = 0.5) -> None:
+        for m in self.c.consume(10_000, seconds):
+            if m.error() is None:
+                v = self.codec.decode(m.value())
+                self.last[m.key()] = v
+                self.all.append(v)
+
+
+def as_ms(v) -> int:
+    return v if isinstance(v, int) else int(round(v.timestamp() * 1000))
+
+
+def normalise(rec: dict) -> dict:
+    out = dict(rec)
+    for f in ("bucket_start", "first_trade_at", "last_trade_at", "emitted_at"):
+        if f in out:
+            out[f] = as_ms(out[f])
+    return out
+
+
+def expected_1m(order: list[Trade], timing: Timing) -> tuple[dict[bytes, dict], list[Trade]]:
+    events = [("trade", partition_of(t.market), t) for t in order]
+    unique, late, _ = accepted_trades(events, timing)
+    ref = reference_candles(unique, intervals=("1m",))
+    return {topics.gold_key(m, b).encode(): c for (_, m, b), c in ref.items()}, late
+
+
+def wait_for_candles(reader: TopicReader, want: dict[bytes, dict], timeout: float, alive=None) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        reader.poll()
+        diffs = {k: candle_diff(normalise(reader.last[k]), w) for k, w in want.items() if k in reader.last}
+        missing = [k for k in want if k not in reader.last]
+        if not missing and not any(diffs.values()):
+            return
+        if alive is not None:
+            assert alive(), "agent process died"
+        if time.monotonic() > deadline:
+            bad = {k: d for k, d in diffs.items() if d}
+            raise AssertionError(f"{len(missing)} candles missing, {len(bad)} differ: {list(bad.items())[:3]}")
+
+
+def test_candles_equal_reference_with_duplicates_reordering_late_and_bad_records(stack, topic_set, agents):
+    timing = Timing(2_000, 120_000)
+    trades = synthetic.trades(MARKETS[:3], BASE, 8 * 60_000, 300, seed=11)
+    trades += synthetic.trades(["KRW-DOGE"], BASE, 3 * 60_000, 50, seed=12)  # goes idle; partition-mate trades on
+    order = synthetic.arrival_order(trades, seed=13, dup_rate=0.03, delays=(1_500, 20_000, 400_000),
+                                    delay_rate=0.05)
+    want, late = expected_1m(order, timing)
+    assert late, "the scenario must contain trades beyond the lateness"
+    produce_trades(stack, topic_set.topic("trade"), order)
+    p = producer(stack)
+    p.produce(topic_set.topic("trade"), key=b"KRW-BTC", value=b"\x00not avro", partition=0)
+    p.flush(10)
+
+    a = agents(grace_ms=timing.grace_ms, lateness_ms=timing.lateness_ms, idle_after_ms=1_000, mentions="false")
+    proc = a.start()
+    reader = TopicReader(stack, topic_set.topic("1m"), topics.CANDLE_1M, 3)
+    wait_for_candles(reader, want, 120, alive=lambda: proc.poll() is None)
+    assert set(reader.last) == set(want)
+    # each key: revision 0 first, then +1 per correction
+    revs: dict[tuple, list[int]] = {}
+    for v in reader.all:
+        revs.setdefault((v["market"], as_ms(v["bucket_start"])), []).append(v["revision"])
+    assert all(r == list(range(len(r))) for r in revs.values())
+    assert any(len(r) > 1 for r in revs.values()), "late trades within the lateness must revise candles"
+
+    late_reader = TopicReader(stack, topic_set.topic("late"), topics.CANDLE_LATE, 1)
+    dlq = TopicReader(stack, topic_set.topic("dlq"), topics.dlq("candle-agent"), 1)
+    deadline = time.monotonic() + 30
+    while (len(late_reader.all) < len(late) or not dlq.all) and time.monotonic() < deadline:
+        late_reader.poll()
+        dlq.poll()
+    assert sorted((r["market"], r["sequential_id"]) for r in late_reader.all) == sorted(
+        (t.market, t.seq) for t in late)
+    assert len(dlq.all) == 1 and "not found" in dlq.all[0]["reason"]
+    assert dlq.all[0]["payload"] == b"\x00not avro" and dlq.all[0]["source"] == topic_set.topic("trade")
+
+
+def test_kill_9_and_restart_gives_identical_final_candles(stack, topic_set, agents):
+    timing = Timing(2_000, 600_000)
+    trades = synthetic.trades(MARKETS, BASE, 20 * 60_000, 6_000, seed=21)
+    order = synthetic.arrival_order(trades, seed=22, dup_rate=0.02, delays=(1_000, 30_000), delay_rate=0.03)
+    want, _ = expected_1m(order, timing)
+    produce_trades(stack, topic_set.topic("trade"), order)
+
+    a = agents(grace_ms=timing.grace_ms, lateness_ms=timing.lateness_ms, idle_after_ms=1_000, mentions="false",
+               batch_size=500, session_timeout_s=6)
+    reader = TopicReader(stack, topic_set.topic("1m"), topics.CANDLE_1M, 3)
+    for needed in (3, 25):  # kill -9 twice, mid-stream
+        proc = a.start()
+        deadline = time.monotonic() + 90
+        while len(reader.last) < needed:
+            reader.poll()
+            assert proc.poll() is None, a.log()[-3000:]
+            assert time.monotonic() < deadline, "agent made no progress"
+        a.kill9(proc)
+    assert len(reader.last) < len(want), "the kills must land before the stream is done"
+    proc = a.start()
+    wait_for_candles(reader, want, 180, alive=lambda: proc.poll() is None)
+    assert set(reader.last) == set(want)
+    # the uninterrupted answer also fixes the revisions: a replay must not invent corrections
+    straight = {}
+    from coinpulse_candle_agent.engine import CandleEngine
+
+    engines = {p: CandleEngine(timing) for p in range(3)}
+    for t in order:
+        for rec in engines[partition_of(t.market)].add(t).emits:
+            if rec["interval"] == "1m":
+                straight[topics.gold_key(rec["market"], rec["bucket_start"]).encode()] = rec["revision"]
+    for k, v in reader.last.items():
+        assert v["revision"] == straight.get(k, 0), k
