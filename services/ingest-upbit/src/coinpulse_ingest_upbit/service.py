@@ -18,7 +18,8 @@ from aiohttp import WSMsgType, web
 from coinpulse_common.avro import registry_client
 from coinpulse_common.kafka import consumer, producer
 from coinpulse_common.logging import get_logger
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from prometheus_client import CollectorRegistry, generate_latest
@@ -43,14 +44,15 @@ _BAD = object()
 
 
 class UpbitIngest:
-    def __init__(self, settings: IngestSettings):
+    def __init__(self, settings: IngestSettings, producer_: Producer | None = None,
+                 registry: SchemaRegistryClient | None = None):
         s = self.s = settings
         self.stats = Stats()
         self.dedupe = TradeDeduper(s.dedupe_capacity)
         self.sink = KafkaSink(None, self.stats, s.buffer_max,  # type: ignore[arg-type]
                               lag_topics=frozenset({s.trade_topic, s.ticker_topic, s.orderbook_topic}))
-        self.sink.producer = producer(s, on_delivery=self.sink.on_delivery)
-        reg = registry_client(s.registry)
+        self.sink.producer = producer_ if producer_ is not None else producer(s, on_delivery=self.sink.on_delivery)
+        reg = registry if registry is not None else registry_client(s.registry)
         self.enc_trade = AvroEncoder(reg, s.trade_topic, "trade")
         self.enc_ticker = AvroEncoder(reg, s.ticker_topic, "ticker")
         self.enc_orderbook = AvroEncoder(reg, s.orderbook_topic, "orderbook")
@@ -188,6 +190,14 @@ class UpbitIngest:
             c.close()
         log.info("seeded_dedupe", trades=n, markets=len(self.dedupe.markets()))
         return n
+
+    def warm_up(self) -> None:
+        """Fetch every output topic's metadata before the first frame, so the first records do not wait for it."""
+        s = self.s
+        for topic in (s.trade_topic, s.ticker_topic, s.orderbook_topic, s.raw_topic, s.dlq_topic):
+            md = self.sink.producer.list_topics(topic, timeout=10).topics.get(topic)
+            if md is None or md.error is not None:
+                log.warning("topic_missing", topic=topic, error=str(md.error) if md is not None else None)
 
     async def _pump_loop(self) -> None:
         while True:
@@ -357,6 +367,7 @@ class UpbitIngest:
     async def run(self) -> None:
         s = self.s
         await asyncio.to_thread(self.seed_from_kafka)
+        await asyncio.to_thread(self.warm_up)
         metrics = await self._start_metrics()
         tasks = [asyncio.create_task(self._pump_loop())]
         try:
