@@ -36,7 +36,10 @@ class MemoryProducer:
 def make():
     def _make(capacity: int = 10**9, buffer_max: int = 100_000):
         reg = SchemaRegistryClient.new_client({"url": "mock://unit"})
-        s = IngestSettings(markets="KRW-BTC,KRW-ETH", buffer_max=buffer_max)
+        # nothing here may reach a real broker: unroutable bootstrap and unit-only topic names
+        s = IngestSettings(markets="KRW-BTC,KRW-ETH", buffer_max=buffer_max, kafka_bootstrap="127.0.0.1:1",
+                           trade_topic="unit.trade", ticker_topic="unit.ticker", orderbook_topic="unit.orderbook",
+                           raw_topic="unit.raw", dlq_topic="unit.dlq")
         for stem, topic in (("trade", s.trade_topic), ("ticker", s.ticker_topic), ("orderbook", s.orderbook_topic),
                             ("raw_frame", s.raw_topic), ("dead_letter", s.dlq_topic)):
             reg.register_schema(f"{topic}-value", Schema(schema_text(stem), "AVRO"))

@@ -159,7 +159,7 @@ class UpbitIngest:
         c = consumer(f"ingest-upbit-seed-{uuid.uuid4().hex[:8]}", self.s, **{"enable.partition.eof": True})
         de = AvroDeserializer(registry_client(self.s.registry))
         ctx = SerializationContext(topic, MessageField.VALUE)
-        n = 0
+        n = bad = 0
         try:
             md = c.list_topics(topic, timeout=10).topics.get(topic)
             if md is None or md.error is not None:
@@ -181,14 +181,21 @@ class UpbitIngest:
                         if msg.error().code() == -191:  # _PARTITION_EOF
                             remaining.discard(msg.partition())
                         continue
-                    rec = de(msg.value(), ctx)
-                    self.dedupe.add(rec["market"], rec["sequential_id"], _ms(rec["trade_timestamp"]))
+                    try:
+                        rec = de(msg.value(), ctx)
+                        self.dedupe.add(rec["market"], rec["sequential_id"], _ms(rec["trade_timestamp"]))
+                    except Exception as e:  # a record this service cannot read must not stop it: count, log
+                        bad += 1
+                        if bad <= 5:
+                            log.warning("seed_unreadable_record", partition=msg.partition(), offset=msg.offset(),
+                                        error=str(e)[:200])
+                        continue
                     n += 1
             if remaining:
                 log.warning("seed_incomplete", partitions=sorted(remaining))
         finally:
             c.close()
-        log.info("seeded_dedupe", trades=n, markets=len(self.dedupe.markets()))
+        log.info("seeded_dedupe", trades=n, unreadable=bad, markets=len(self.dedupe.markets()))
         return n
 
     def warm_up(self) -> None:
