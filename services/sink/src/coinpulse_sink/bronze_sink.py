@@ -1,0 +1,177 @@
+"""The bronze S3 sink: upbit.raw and dc.raw -> JSON-lines objects in S3 (rules in `bronze.py`).
+
+At-least-once with idempotent object names: an object is `put_object` first, its offsets are committed after
+(synchronously, per partition), so a crash at any point re-reads from the start of an object and rewrites the same
+key. An undecodable record goes to dlq.sink with the reason, and its offset is committed only once the dead letter
+is acknowledged by Kafka.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
+from coinpulse_common import topics
+from coinpulse_common.avro import registry_client
+from coinpulse_common.kafka import DeadLetters, consumer, producer
+from coinpulse_common.logging import get_logger
+from coinpulse_common.s3 import client as s3_client
+from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from coinpulse_sink import bronze
+from coinpulse_sink.metrics import SinkMetrics
+from coinpulse_sink.naming import Names
+from coinpulse_sink.settings import SinkSettings
+
+log = get_logger("coinpulse.sink.bronze")
+
+BRONZE_TOPICS = (topics.UPBIT_RAW, topics.DC_RAW)
+
+
+class BronzeS3Sink:
+    def __init__(self, s: SinkSettings, names: Names, metrics: SinkMetrics):
+        self.s, self.names, self.metrics = s, names, metrics
+        self.topics = [names.topic(t) for t in BRONZE_TOPICS]
+        self.batcher = bronze.Batcher(s.sink_bronze_flush_records, s.sink_bronze_flush_bytes, s.sink_bronze_max_age_s)
+        self.s3 = s3_client(s)
+        self.bucket = s.s3_bucket
+        self.producer = producer(s)
+        self.dead = DeadLetters("sink", self.producer, s)
+        self.dead.topic = names.topic(topics.dlq("sink"))
+        self._de = AvroDeserializer(registry_client(s.registry))
+        self.consumer = consumer(names.connector_prefix + s.sink_bronze_group, s)
+        self.pending_commit: dict[tuple[str, int], int] = {}  # offsets past dead letters with no open object
+        self.alive = False
+        self.last_error: str | None = None
+        self.objects_written = 0
+        self._pg: psycopg.Connection | None = None
+
+    # -- one record ---------------------------------------------------------------------------------------------
+    def _decode(self, m: Message) -> dict[str, Any]:
+        if m.value() is None:
+            raise ValueError("null value (bronze topics carry no tombstones)")
+        v = self._de(m.value(), SerializationContext(m.topic(), MessageField.VALUE))
+        if not isinstance(v, dict):
+            raise ValueError(f"decoded to {type(v).__name__}, not a record")
+        return v
+
+    def handle(self, m: Message, now: float) -> list[bronze.Batch]:
+        topic, part, off = m.topic(), m.partition(), m.offset()
+        ts_type, ts = m.timestamp()
+        try:
+            value = self._decode(m)
+            ms = bronze.event_ms(value, ts if ts_type else None)
+            line = bronze.json_line(topic, part, off, ts if ts_type else None, m.key(), value)
+        except Exception as e:  # noqa: BLE001 - any undecodable record is a dead letter, never a crash
+            self.dead.send(f"undecodable bronze record: {type(e).__name__}: {e}", m.value() or b"", source=topic,
+                           key=m.key().decode("utf-8", "replace") if m.key() else None,
+                           context={"partition": str(part), "offset": str(off)})
+            self.metrics.bronze_dead_letters.labels(topic).inc()
+            if not self.batcher.skip(topic, part, off):
+                self.pending_commit[(topic, part)] = off + 1
+            return []
+        source = bronze.source_of(self.names.base_topic(topic))
+        return self.batcher.add(topic, part, off, source, ms, line, now)
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def write(self, b: bronze.Batch) -> bool:
+        key = b.key(self.names.s3_prefix)
+        body = b.body()
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+        except (BotoCoreError, ClientError) as e:
+            self.metrics.bronze_put_failures.inc()
+            self.last_error = f"put {key}: {e}"
+            log.error("bronze_put_failed", key=key, error=str(e)[:300])
+            return False
+        self._ledger(b, key, len(body))
+        self._commit(b.topic, b.partition, b.end_offset + 1)
+        self.objects_written += 1
+        self.metrics.bronze_objects.labels(b.topic).inc()
+        self.metrics.bronze_records.labels(b.topic).inc(b.records)
+        self.metrics.bronze_bytes.labels(b.topic).inc(len(body))
+        log.info("bronze_object", key=key, records=b.records, end_offset=b.end_offset)
+        return True
+
+    def _commit(self, topic: str, partition: int, offset: int) -> None:
+        if self.dead.count and self.producer.flush(30) != 0:
+            raise RuntimeError("dead letters not acknowledged; not committing past them")
+        self.consumer.commit(offsets=[TopicPartition(topic, partition, offset)], asynchronous=False)
+        self.pending_commit.pop((topic, partition), None)
+        self.metrics.bronze_last_commit.set(time.time())
+
+    def _ledger(self, b: bronze.Batch, key: str, size: int) -> None:
+        """Best effort: the object list in S3 is the truth; the ledger makes it queryable from PostgreSQL."""
+        try:
+            if self._pg is None or self._pg.closed:
+                self._pg = psycopg.connect(self.s.pg_dsn(), autocommit=True, connect_timeout=5)
+            self._pg.execute(
+                f'INSERT INTO "{self.names.bronze}".s3_objects (key, topic, partition, start_offset, end_offset, '
+                "records, size_bytes, dt, hour, written_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s, now()) "
+                "ON CONFLICT (key) DO UPDATE SET end_offset = EXCLUDED.end_offset, records = EXCLUDED.records, "
+                "size_bytes = EXCLUDED.size_bytes, written_at = EXCLUDED.written_at",
+                (key, b.topic, b.partition, b.start_offset, b.end_offset, b.records, size, b.day, b.hour))
+        except psycopg.Error as e:
+            log.warning("bronze_ledger_failed", key=key, error=str(e)[:200])
+            self._pg = None
+
+    def _write_ready(self, ready: list[bronze.Batch]) -> bool:
+        failed: set[tuple[str, int]] = set()
+        for b in ready:
+            tp = (b.topic, b.partition)
+            if tp in failed:
+                continue
+            if not self.write(b):
+                # re-read from the object's first record: the same object is rebuilt and retried
+                failed.add(tp)
+                self.batcher.drop(*tp)
+                self.pending_commit.pop(tp, None)
+                self.consumer.seek(TopicPartition(b.topic, b.partition, b.start_offset))
+        return not failed
+
+    # -- loop ---------------------------------------------------------------------------------------------------
+    def _on_revoke(self, _c: Any, parts: list[TopicPartition]) -> None:
+        for p in parts:
+            self.batcher.drop(p.topic, p.partition)
+            self.pending_commit.pop((p.topic, p.partition), None)
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.subscribe(self.topics, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self.alive = True
+        backoff = 0.5
+        try:
+            while not stop.is_set():
+                msgs = self.consumer.consume(1000, timeout=0.5)
+                now = time.monotonic()
+                ready: list[bronze.Batch] = []
+                for m in msgs:
+                    if m.error():
+                        if m.error().code() != KafkaError._PARTITION_EOF:
+                            log.warning("bronze_consume_error", error=str(m.error()))
+                        continue
+                    ready += self.handle(m, now)
+                ready += self.batcher.due(now)
+                ok = self._write_ready(ready)
+                for (t, p), off in list(self.pending_commit.items()):
+                    self._commit(t, p, off)
+                if ok:
+                    backoff = 0.5
+                else:
+                    stop.wait(backoff)
+                    backoff = min(30.0, backoff * 2)
+            self._write_ready(self.batcher.flush_all())
+        finally:
+            self.alive = False
+            self.producer.flush(10)
+            self.consumer.close()
+            if self._pg is not None:
+                self._pg.close()
+
+    def health(self) -> dict[str, Any]:
+        return {"alive": self.alive, "objects_written": self.objects_written, "open_objects": len(self.batcher.open),
+                "dead_letters": self.dead.count, "last_error": self.last_error}

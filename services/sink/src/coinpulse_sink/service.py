@@ -1,0 +1,161 @@
+"""The sink service: migrate, create partitions ahead, apply and supervise connectors, run the bronze S3 sink,
+serve /health and /metrics."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import psycopg
+from coinpulse_common.logging import get_logger
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from coinpulse_sink import connectors as cfiles
+from coinpulse_sink import db
+from coinpulse_sink.bronze_sink import BronzeS3Sink
+from coinpulse_sink.metrics import SinkMetrics
+from coinpulse_sink.naming import Names
+from coinpulse_sink.settings import SinkSettings
+from coinpulse_sink.supervisor import ConnectSupervisor
+
+log = get_logger("coinpulse.sink")
+
+
+def wanted_connectors(s: SinkSettings, names: Names) -> dict[str, dict[str, str]]:
+    return dict(cfiles.render(c, s, names) for c in cfiles.load(s.connect_dir(), s.sink_connectors))
+
+
+class SinkService:
+    def __init__(self, s: SinkSettings):
+        self.s = s
+        self.names = Names(s.sink_namespace)
+        self.metrics = SinkMetrics()
+        self.stop = threading.Event()
+        self.supervisor: ConnectSupervisor | None = None
+        self.bronze: BronzeS3Sink | None = None
+        self.partitions: dict[str, Any] = {"last_run": None, "default_rows": {}, "error": None}
+        self.revision: str | None = None
+        self._threads: list[threading.Thread] = []
+        self._http: ThreadingHTTPServer | None = None
+
+    # -- parts ----------------------------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        db.migrate(self.s, self.names)
+        self.revision = db.current_revision(self.s, self.names)
+        self.metrics.migration.labels(self.revision or "none").set(1)
+        log.info("migrated", revision=self.revision, namespace=self.names.ns or "-")
+
+    def maintain_partitions(self) -> None:
+        try:
+            rep = db.maintain_partitions(self.s, self.names)
+        except psycopg.Error as e:
+            self.partitions["error"] = str(e)[:300]
+            log.error("partition_maintenance_failed", error=str(e)[:300])
+            return
+        self.metrics.partitions_created.inc(rep.created)
+        for table, n in rep.default_rows.items():
+            self.metrics.default_rows.labels(table).set(n)
+            if n:
+                log.warning("rows_in_default_partition", table=table, rows=n)
+        self.partitions = {"last_run": time.time(), "created": rep.created, "default_rows": rep.default_rows,
+                           "error": None}
+
+    def _partition_loop(self) -> None:
+        while not self.stop.wait(self.s.sink_partition_interval_s):
+            self.maintain_partitions()
+
+    def _supervise_loop(self) -> None:
+        assert self.supervisor is not None
+        while not self.stop.is_set():
+            try:
+                self.supervisor.tick()
+            except Exception as e:  # noqa: BLE001 - the supervisor must outlive any one bad answer
+                log.error("supervisor_tick_failed", error=str(e)[:300])
+            self.stop.wait(self.s.sink_supervise_interval_s)
+
+    def _bronze_loop(self) -> None:
+        assert self.bronze is not None
+        while not self.stop.is_set():
+            try:
+                self.bronze.run(self.stop)
+            except Exception as e:  # noqa: BLE001 - restart the consumer from committed offsets
+                log.exception("bronze_sink_crashed", error=str(e)[:300])
+                self.bronze.last_error = str(e)[:300]
+                if self.stop.wait(5):
+                    return
+                self.bronze = BronzeS3Sink(self.s, self.names, self.metrics)
+
+    # -- health -----------------------------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        sup = self.supervisor.health() if self.supervisor else None
+        br = self.bronze.health() if self.bronze else None
+        ok = ((self.supervisor is None or self.supervisor.healthy) and (br is None or br["alive"])
+              and self.partitions.get("error") is None and not any(self.partitions.get("default_rows", {}).values()))
+        return {"ok": ok, "namespace": self.names.ns, "revision": self.revision, "connect": sup, "bronze": br,
+                "partitions": self.partitions}
+
+    def _serve(self) -> None:
+        svc = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                if self.path.startswith("/metrics"):
+                    body, ctype, code = generate_latest(svc.metrics.registry), CONTENT_TYPE_LATEST, 200
+                elif self.path.startswith("/health"):
+                    h = svc.health()
+                    body, ctype, code = json.dumps(h).encode(), "application/json", 200 if h["ok"] else 503
+                else:
+                    body, ctype, code = b"not found\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer((self.s.host, self.s.sink_metrics_port), Handler)
+        self._http.serve_forever()
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.s.sink_migrate_on_start:
+            self.migrate()
+        self.maintain_partitions()
+        spawn = [("http", self._serve), ("partitions", self._partition_loop)]
+        if self.s.sink_apply_connectors:
+            self.supervisor = ConnectSupervisor(self.s.connect, wanted_connectors(self.s, self.names), self.metrics,
+                                                self.s.sink_restart_base_s, self.s.sink_restart_cap_s)
+            spawn.append(("supervisor", self._supervise_loop))
+        if self.s.sink_bronze:
+            self.bronze = BronzeS3Sink(self.s, self.names, self.metrics)
+            spawn.append(("bronze", self._bronze_loop))
+        for name, fn in spawn:
+            t = threading.Thread(target=fn, name=f"sink-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        log.info("sink_started", port=self.s.sink_metrics_port, namespace=self.names.ns or "-",
+                 connectors=list(self.supervisor.wanted) if self.supervisor else [], bronze=self.s.sink_bronze)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        if self._http is not None:
+            self._http.shutdown()
+        for t in self._threads:
+            if t.name != "sink-http":
+                t.join(30)
+        if self.supervisor is not None:
+            self.supervisor.close()
+        log.info("sink_stopped")
+
+    def run_forever(self) -> None:
+        self.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop.set())
+        self.stop.wait()
+        self.shutdown()
