@@ -1,1 +1,21 @@
-"""coinpulse_flows."""
+"""coinpulse_flows: Prefect flows for tiering, backups, gold marts, backfill and data checks, and one query over
+every storage tier. Importing the package points Prefect at the stack's server (unless PREFECT_API_URL is set)."""
+
+from __future__ import annotations
+
+import os
+
+from coinpulse_common.paths import state_dir
+from coinpulse_common.settings import Settings
+
+
+def _prefect_env() -> None:
+    s = Settings()
+    os.environ.setdefault("PREFECT_API_URL", s.prefect_api)
+    home = state_dir() / "prefect"
+    os.environ.setdefault("PREFECT_HOME", str(home))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+_prefect_env()

@@ -1,0 +1,95 @@
+"""`python -m coinpulse_flows serve | query "SQL" | backfill --from … --to … [--source …] | run <flow>`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+
+
+def _when(text: str) -> datetime:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+def _query(args) -> int:
+    from coinpulse_flows.query import run_query
+    from coinpulse_flows.settings import FlowSettings
+
+    cols, rows = run_query(FlowSettings(), args.sql)
+    if args.format == "json":
+        for r in rows:
+            print(json.dumps(dict(zip(cols, r, strict=True)), default=str, ensure_ascii=False))
+    elif args.format == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(*cols)
+        for r in rows:
+            t.add_row(*("NULL" if v is None else str(v) for v in r))
+        Console().print(t)
+        print(f"{len(rows)} rows", file=sys.stderr)
+    return 0
+
+
+def _backfill(args) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from coinpulse_flows.backfill import rebuild
+    from coinpulse_flows.settings import FlowSettings
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), transient=False) as bar:
+        tid = bar.add_task(f"bronze from {args.source}", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(tid, completed=done, total=total)
+
+        r = rebuild(FlowSettings(), _when(args.start), _when(args.end), args.source, progress=progress)
+    print(json.dumps(r.__dict__, default=str))
+    return 0
+
+
+def _run(args) -> int:
+    from coinpulse_flows.flows import ALL_FLOWS
+
+    params = json.loads(args.params) if args.params else {}
+    state = ALL_FLOWS[args.flow](**params, return_state=True)
+    print(f"{args.flow}: {state.type.value} {state.message or ''}".strip())
+    return 0 if state.is_completed() else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="coinpulse_flows", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sv = sub.add_parser("serve", help="serve every deployment with its schedule (Prefect UI shows them)")
+    sv.add_argument("--limit", type=int, default=None, help="most flow runs at once")
+    q = sub.add_parser("query", help="SQL over PostgreSQL, S3 and the local archive, one view per entity")
+    q.add_argument("sql")
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    b = sub.add_parser("backfill", help="rebuild silver and gold for [from, to) from bronze")
+    b.add_argument("--from", dest="start", required=True, help="ISO time, UTC if no offset, whole minute")
+    b.add_argument("--to", dest="end", required=True, help="ISO time, exclusive, whole minute")
+    b.add_argument("--source", choices=("kafka", "s3"), default="kafka")
+    r = sub.add_parser("run", help="run one flow now (through the Prefect server)")
+    from coinpulse_flows.flows import ALL_FLOWS
+
+    r.add_argument("flow", choices=sorted(ALL_FLOWS))
+    r.add_argument("--params", help="JSON object of flow parameters")
+    args = ap.parse_args(argv)
+    if args.cmd == "serve":
+        from coinpulse_flows.deployments import serve_all
+
+        serve_all(args.limit)
+        return 0
+    return {"query": _query, "backfill": _backfill, "run": _run}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Moving data down the tiers: PostgreSQL partition → Parquet on S3 → local archive. Nothing is deleted before the
+copy has been read back and verified, and every step can be re-run after a crash at any point.
+
+PostgreSQL → S3, per due partition, in one session that holds `SHARE` on the partition (writers wait, readers
+don't) from before the export until the drop, so the verified copy is exactly what gets dropped:
+
+1. stream `SELECT * FROM ONLY part` as Arrow batches (ADBC's PostgreSQL driver: binary COPY, fixed-size batches,
+   memory flat for any partition size) into a zstd Parquet file on local disk, digesting every batch;
+2. upload it (multipart) with the row count, digest and sha256 as object metadata;
+3. download it again, check sha256, row count (also against `count(*)` under the lock) and content digest;
+4. only then `DETACH PARTITION` and `DROP TABLE`, and commit.
+
+A crash before 4 leaves the partition in place (the object is overwritten identically by the re-run); a crash
+after it leaves a verified object. S3 → local archive: download to `<key>.part`, verify against the metadata,
+fsync + rename, then delete the object; a re-run finds the verified file and only deletes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import adbc_driver_postgresql.dbapi as adbc
+import psycopg
+import pyarrow.parquet as pq
+from coinpulse_common.logging import get_logger
+from coinpulse_common.paths import state_dir
+from psycopg import sql
+
+from coinpulse_flows import layout
+from coinpulse_flows.digest import ArrowDigest, digest_parquet, sha256_file
+from coinpulse_flows.partitions import Partition, discover, due
+from coinpulse_flows.settings import FlowSettings
+from coinpulse_flows.storage import Manifest, Store, fsync_rename
+
+log = get_logger("coinpulse.flows.tiering")
+
+CRASH_ENV = "COINPULSE_FLOWS_CRASH_AT"
+
+
+class VerificationError(RuntimeError):
+    """A copy did not match its source; nothing was deleted."""
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for tests: die hard (no cleanup, no commit) at the named point."""
+    if os.environ.get(CRASH_ENV) == name:
+        log.warning("crash_injected", point=name)
+        os._exit(97)
+
+
+def spool_dir() -> Path:
+    d = state_dir() / "spool"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+@dataclass
+class ExportResult:
+    table: str
+    partition: str
+    day: str
+    key: str
+    rows: int
+    bytes: int
+    digest: str
+    state: str  # tiered | gone
+
+
+def export_to_parquet(s: FlowSettings, schema: str, name: str, path: Path, source: str) -> Manifest:
+    """Stream one table into a zstd Parquet file with bounded memory; returns what the file must contain."""
+    digest = ArrowDigest()
+    query = f'SELECT * FROM ONLY "{schema}"."{name}"'  # noqa: S608 (names come from the catalog, quoted)
+    try:
+        with adbc.connect(s.adbc_uri()) as conn, conn.cursor() as cur:
+            cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(s.export_batch_bytes)})
+            cur.execute(query)
+            reader = cur.fetch_record_batch()
+            with pq.ParquetWriter(path, reader.schema, compression="zstd", compression_level=3) as writer:
+                for batch in reader:
+                    digest.update(batch)
+                    writer.write_batch(batch, row_group_size=s.parquet_row_group_rows)
+            conn.rollback()
+        return Manifest(digest.rows, digest.hex, sha256_file(path), source)
+    finally:
+        digest.close()
+
+
+def verify_file(path: Path, expected: Manifest) -> None:
+    """Raise VerificationError unless the file has the expected bytes, row count and content digest."""
+    sha = sha256_file(path)
+    if sha != expected.sha256:
+        raise VerificationError(f"{path.name}: sha256 {sha} != expected {expected.sha256}")
+    got = digest_parquet(path)
+    try:
+        if got.rows != expected.rows:
+            raise VerificationError(f"{path.name}: {got.rows} rows read back, expected {expected.rows}")
+        if got.hex != expected.digest:
+            raise VerificationError(f"{path.name}: content digest {got.hex} != expected {expected.digest}")
+    finally:
+        got.close()
+
+
+def _exists(conn: psycopg.Connection, p: Partition) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                        (sql.Identifier(p.schema, p.name).as_string(conn),)).fetchone()[0]
+
+
+def tier_partition(s: FlowSettings, p: Partition, store: Store) -> ExportResult:
+    """Export, upload, verify, then detach and drop one partition (see the module docstring)."""
+    key = layout.tier_key(p.table, p.day, s.tier_prefix)
+    part = sql.Identifier(p.schema, p.name)
+    with psycopg.connect(s.pg_dsn()) as conn:  # one transaction, committed at the end of the block
+        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{s.lock_timeout_s}s")))
+        if not _exists(conn, p):
+            return ExportResult(p.table, p.name, p.day.isoformat(), key, 0, 0, "", "gone")
+        conn.execute(sql.SQL("LOCK TABLE ONLY {} IN SHARE MODE").format(part))
+        pg_rows = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(part)).fetchone()[0]
+        with tempfile.TemporaryDirectory(dir=spool_dir()) as tmp:
+            local, back = Path(tmp) / "export.parquet", Path(tmp) / "readback.parquet"
+            manifest = export_to_parquet(s, p.schema, p.name, local, f"{p.schema}.{p.name}")
+            if manifest.rows != pg_rows:
+                raise VerificationError(f"{p.name}: exported {manifest.rows} rows, partition holds {pg_rows}")
+            size = local.stat().st_size
+            store.upload(local, key, manifest)
+            crash_point("after_upload")
+            store.download(key, back)
+            remote = store.manifest(key)
+            if remote != manifest:
+                raise VerificationError(f"{key}: object metadata {remote} != {manifest}")
+            verify_file(back, manifest)
+        crash_point("after_verify")
+        conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+            sql.Identifier(p.parent_schema, p.parent), part))
+        conn.execute(sql.SQL("DROP TABLE {}").format(part))
+    log.info("partition_tiered", table=p.table, partition=p.name, day=str(p.day), rows=manifest.rows, key=key)
+    return ExportResult(p.table, p.name, p.day.isoformat(), key, manifest.rows, size, manifest.digest, "tiered")
+
+
+def due_partitions(s: FlowSettings, today: date | None = None) -> list[Partition]:
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as conn:
+        return due(discover(conn, s.tier_schemas), today or today_utc(), s.tier_after_days)
+
+
+# --- S3 → local archive --------------------------------------------------------------------------------------
+@dataclass
+class ArchiveResult:
+    key: str
+    path: str
+    bytes: int
+    state: str  # archived | already-archived | gone
+
+
+def archive_due(s: FlowSettings, store: Store, today: date | None = None) -> list[str]:
+    """Keys of objects older than `archive_after_days` (by their `date=` segment, else by last-modified)."""
+    today = today or today_utc()
+    out = []
+    for o in store.list(s.tier_prefix):
+        if any(o.key.startswith(p) for p in s.archive_skip_prefixes):
+            continue
+        day = layout.day_of_key(o.key) or datetime.fromtimestamp(o.last_modified, UTC).date()
+        if (today - day).days > s.archive_after_days:
+            out.append(o.key)
+    return sorted(out)
+
+
+def _verify_local(path: Path, head: dict) -> None:
+    size = path.stat().st_size
+    if size != int(head["ContentLength"]):
+        raise VerificationError(f"{path.name}: {size} bytes, object has {head['ContentLength']}")
+    manifest = Manifest.from_meta(head.get("Metadata", {}))
+    if manifest is not None:
+        verify_file(path, manifest)
+        return
+    etag = head.get("ETag", "").strip('"')
+    if etag and "-" not in etag:  # a single-part upload: the ETag is the MD5 of the bytes
+        md5 = hashlib.md5()  # noqa: S324 (S3's own integrity tag, not security)
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                md5.update(block)
+        if md5.hexdigest() != etag:
+            raise VerificationError(f"{path.name}: md5 {md5.hexdigest()} != ETag {etag}")
+
+
+def archive_object(s: FlowSettings, store: Store, key: str) -> ArchiveResult:
+    final = s.archive_dir / key
+    head = store.head(key)
+    if head is None:
+        return ArchiveResult(key, str(final), final.stat().st_size if final.exists() else 0, "gone")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        with contextlib.suppress(VerificationError):
+            _verify_local(final, head)
+            store.delete(key)
+            return ArchiveResult(key, str(final), final.stat().st_size, "already-archived")
+    tmp = final.with_name(final.name + ".part")
+    store.download(key, tmp)
+    try:
+        _verify_local(tmp, head)
+    except VerificationError:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_rename(tmp, final)
+    crash_point("after_archive_copy")
+    store.delete(key)
+    log.info("object_archived", key=key, path=str(final))
+    return ArchiveResult(key, str(final), final.stat().st_size, "archived")
+
+
+def result_dict(r: ExportResult | ArchiveResult) -> dict:
+    return asdict(r)
