@@ -136,8 +136,7 @@ def s3_frames(s: FlowSettings, start: datetime, end: datetime, prefix: str,
                 yield json.loads(line)
 
 
-def rebuild(s: FlowSettings, start: datetime, end: datetime, source: str = "kafka", *, topic: str = UPBIT_RAW,
-            bronze_prefix: str = "bronze/upbit.raw/", late_s: int = 120,
+def rebuild(s: FlowSettings, start: datetime, end: datetime, source: str = "kafka", *, late_s: int = 120,
             progress: Progress | None = None) -> BackfillResult:
     if end <= start:
         raise ValueError(f"empty range: {start} .. {end}")
@@ -146,9 +145,9 @@ def rebuild(s: FlowSettings, start: datetime, end: datetime, source: str = "kafk
         raise ValueError("backfill ranges start and end on whole minutes (candles are rebuilt per minute)")
     read_to = end + timedelta(seconds=late_s)
     if source == "kafka":
-        frames = kafka_frames(s, start, read_to, topic, progress)
+        frames = kafka_frames(s, start, read_to, s.backfill_topic, progress)
     elif source == "s3":
-        frames = s3_frames(s, start, read_to, bronze_prefix, progress)
+        frames = s3_frames(s, start, read_to, s.backfill_s3_prefix, progress)
     else:
         raise ValueError(f"unknown source {source!r}: kafka or s3")
     r = BackfillResult(source, start.isoformat(), end.isoformat())

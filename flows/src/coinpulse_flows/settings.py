@@ -40,6 +40,8 @@ class FlowSettings(Settings):
     spike_min_mentions: int = Field(5, description="fewest mentions a spike must have")
     alert_topic: str = Field("mention.alert", description="topic mention spikes are published to")
 
+    backfill_topic: str = Field("upbit.raw", description="bronze topic backfill reads (raw_frame records)")
+    backfill_s3_prefix: str = Field("bronze/upbit.raw/", description="S3 bronze archive prefix backfill reads")
     check_window_minutes: int = Field(180, description="look-back of the candle-gap check")
     check_grace_minutes: int = Field(3, description="newest minutes the candle-gap check ignores (not closed yet)")
     crawl_topic: str = Field("dc.post", description="topic whose newest record tells crawl freshness")

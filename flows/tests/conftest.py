@@ -1,0 +1,67 @@
+"""Factories for the flows' integration tests: a unique schema with day-partitioned tables, and cleanup."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+from coinpulse_flows.settings import FlowSettings
+from coinpulse_flows.storage import Store
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+@pytest.fixture
+def flow_env(stack, unique, tmp_path) -> Iterator[dict]:
+    """Settings overrides confined to this test: own schema, own S3 prefix, own archive dir; removed afterwards."""
+    schema = f"zz_flows_{unique}"
+    overrides = {"tier_schemas": [schema], "tier_prefix": f"test-flows-{unique}/",
+                 "archive_dir_override": str(tmp_path / "archive"), "backup_prefix": f"test-flows-{unique}/backups/",
+                 "marts_schema": f"{schema}_marts", "trades_table": f"{schema}.trades",
+                 "candles_table": f"{schema}.candles_1m", "mentions_table": f"{schema}.mentions_1m"}
+    s = FlowSettings(**overrides)
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+        c.execute(f"GRANT USAGE ON SCHEMA {schema} TO coinpulse_reader")
+        c.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES TO coinpulse_reader")
+    yield {"schema": schema, "settings": s, "overrides": overrides}
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        c.execute(f"DROP SCHEMA IF EXISTS {schema}_marts CASCADE")
+    store = Store(s)
+    for o in list(store.list(overrides["tier_prefix"])) + list(store.list(overrides["backup_prefix"])):
+        store.delete(o.key)
+
+
+def make_trades(s: FlowSettings, schema: str, ages: tuple[int, ...], rows_per_day: int = 5000) -> None:
+    """`<schema>.trades` partitioned by day on trade_timestamp, one partition per age (days before today)."""
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        c.execute(f"""CREATE TABLE {schema}.trades (market text NOT NULL, sequential_id bigint NOT NULL,
+            trade_timestamp timestamptz NOT NULL, price float8, volume float8, ask_bid text, note text,
+            PRIMARY KEY (market, sequential_id, trade_timestamp)) PARTITION BY RANGE (trade_timestamp)""")
+        for age in ages:
+            d = today() - timedelta(days=age)
+            c.execute(f"CREATE TABLE {schema}.trades_{d:%Y%m%d} PARTITION OF {schema}.trades "
+                      f"FOR VALUES FROM ('{d} 00:00:00+00') TO ('{d + timedelta(days=1)} 00:00:00+00')")
+            c.execute(f"""INSERT INTO {schema}.trades SELECT 'KRW-' || (g % 7), g + {age} * 1000000,
+                '{d} 00:00:00+00'::timestamptz + g * interval '17 s', 100 + g % 13, (g % 5) * 0.25,
+                CASE WHEN g % 2 = 0 THEN 'BID' ELSE 'ASK' END, CASE WHEN g % 9 = 0 THEN NULL ELSE 'n' || g END
+                FROM generate_series(1, {rows_per_day}) g""")
+
+
+def partitions_of(s: FlowSettings, schema: str) -> set[str]:
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        return {r[0] for r in c.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'", (schema,)).fetchall()}
+
+
+@pytest.fixture
+def helpers():
+    """make_trades / partitions_of / today, for tests (importlib mode cannot import conftest)."""
+    return type("Helpers", (), {"make_trades": staticmethod(make_trades), "partitions_of": staticmethod(partitions_of),
+                                "today": staticmethod(today)})

@@ -1,0 +1,101 @@
+"""Postgres → S3 → local archive with partitions 15 and 61 days old, through the Prefect server: nothing is
+deleted before verification, injected crashes lose nothing and a re-run finishes, and one query answers the same
+rows before, during and after every move."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from coinpulse_flows import flows, layout, tiering
+from coinpulse_flows.query import run_query
+from coinpulse_flows.storage import Store
+
+pytestmark = pytest.mark.integration
+
+QUERY = "SELECT market, sequential_id, trade_timestamp, price, volume, ask_bid, note FROM {schema}.trades ORDER BY 2"
+
+
+def _rows(s, schema):
+    return run_query(s, QUERY.format(schema=schema))[1]
+
+
+def _run_tier_in_subprocess(overrides: dict, crash_at: str, what: str) -> int:
+    code = (
+        "import json, sys; from coinpulse_flows.settings import FlowSettings; from coinpulse_flows import tiering;"
+        "from coinpulse_flows.storage import Store; s = FlowSettings(**json.loads(sys.argv[1]));"
+        + ("[tiering.tier_partition(s, p, Store(s)) for p in tiering.due_partitions(s)]" if what == "tier" else
+           "[tiering.archive_object(s, Store(s), k) for k in tiering.archive_due(s, Store(s))]"))
+    import json
+    env = {**os.environ, tiering.CRASH_ENV: crash_at}
+    return subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], env=env, timeout=120,
+                          check=False).returncode
+
+
+def _flow_run_state(state) -> str:
+    run_id = state.state_details.flow_run_id
+    r = httpx.get(f"{os.environ['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10)
+    r.raise_for_status()
+    return r.json()["state"]["type"]
+
+
+def test_partitions_move_down_the_tiers_verified_and_crash_safe(flow_env, helpers):
+    make_trades, partitions_of, today = helpers.make_trades, helpers.partitions_of, helpers.today
+    s, schema, ov = flow_env["settings"], flow_env["schema"], flow_env["overrides"]
+    make_trades(s, schema, ages=(3, 15, 61))
+    d15, d61 = today() - timedelta(days=15), today() - timedelta(days=61)
+    before = _rows(s, schema)
+    assert len(before) == 15000
+    store = Store(s)
+    key15, key61 = (layout.tier_key(f"{schema}.trades", d, s.tier_prefix) for d in (d15, d61))
+
+    # crash between upload and drop: the object is there, the partition too, and the query counts each row once
+    assert _run_tier_in_subprocess(ov, "after_upload", "tier") == 97
+    assert f"trades_{d61:%Y%m%d}" in partitions_of(s, schema) and store.head(key61) is not None
+    assert _rows(s, schema) == before
+
+    # the daily flow, through the Prefect server, finishes the job
+    state = flows.tier_postgres(settings=ov, return_state=True)
+    assert state.is_completed() and _flow_run_state(state) == "COMPLETED"
+    assert partitions_of(s, schema) == {f"trades_{today() - timedelta(days=3):%Y%m%d}"}
+    m15, m61 = store.manifest(key15), store.manifest(key61)
+    assert (m15.rows, m61.rows) == (5000, 5000) and m15.digest != m61.digest
+    assert _rows(s, schema) == before
+
+    # S3 → local: crash after the verified copy, before the delete; then the monthly flow finishes
+    assert _run_tier_in_subprocess(ov, "after_archive_copy", "archive") == 97
+    local61 = Path(ov["archive_dir_override"]) / key61
+    assert local61.exists() and store.head(key61) is not None
+    assert _rows(s, schema) == before
+    state = flows.tier_archive(settings=ov, return_state=True)
+    assert state.is_completed() and _flow_run_state(state) == "COMPLETED"
+    assert store.head(key61) is None and store.head(key15) is not None and local61.exists()
+    assert [r["state"] for r in state.result()] == ["already-archived"]
+    assert _rows(s, schema) == before
+
+    # a second run of either flow has nothing left to do
+    assert flows.tier_postgres(settings=ov) == [] and flows.tier_archive(settings=ov) == []
+
+
+def test_a_copy_that_fails_verification_deletes_nothing(flow_env, helpers):
+    make_trades, partitions_of = helpers.make_trades, helpers.partitions_of
+    s, schema = flow_env["settings"], flow_env["schema"]
+    make_trades(s, schema, ages=(20,), rows_per_day=2000)
+
+    class CorruptingStore(Store):
+        def download(self, key, path):
+            super().download(key, path)
+            data = bytearray(Path(path).read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            Path(path).write_bytes(bytes(data))
+
+    (p,) = tiering.due_partitions(s)
+    with pytest.raises(tiering.VerificationError):
+        tiering.tier_partition(s, p, CorruptingStore(s))
+    assert p.name in partitions_of(s, schema)
+    assert len(_rows(s, schema)) == 2000
