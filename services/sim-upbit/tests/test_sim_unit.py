@@ -128,3 +128,12 @@ def test_request_parsing_accepts_depth_suffix_and_camel_case():
                                         '"is_only_snapshot":true}]')
     assert subs == {"orderbook": {"KRW-BTC"}, "trade": {"KRW-ETH"}} and fmt == "SIMPLE"
     assert rt == {"orderbook"} and snap == {"trade"}
+
+
+def test_a_client_too_far_behind_is_cut_off():
+    c = Conn(1, {"trade": {"M"}}, "DEFAULT", Faults(), seed=1, stats=Stats(), max_queue=20_000)
+    for _ in range(20_002):
+        c.push(b"x")
+    assert c.too_slow and c.closed and len(c.queue) == 20_001
+    c.push(b"y")
+    assert len(c.queue) == 20_001

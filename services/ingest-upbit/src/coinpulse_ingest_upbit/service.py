@@ -399,6 +399,8 @@ class UpbitIngest:
                         frames = conn.result()
                     except (aiohttp.ClientError, OSError, TimeoutError) as e:
                         log.warning("connect_failed", error=str(e), url=s.upbit_ws_url)
+                    except Exception:  # one bad connection must not end the service; back off and retry
+                        log.exception("connection_crashed", url=s.upbit_ws_url)
                     if self.stop_event.is_set():
                         break
                     attempt = 1 if frames else attempt + 1

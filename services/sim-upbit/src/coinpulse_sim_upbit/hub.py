@@ -91,6 +91,7 @@ class Conn:
         self.drained = asyncio.Event()
         self.drained.set()
         self.closed = False
+        self.too_slow = False
         self.max_queue = max_queue
 
     def wants(self, ev: Event) -> bool:
@@ -121,10 +122,15 @@ class Conn:
                 self._enqueue(d)
 
     def _enqueue(self, data: bytes) -> None:
+        if self.closed:
+            return
         self.queue.append(data)
         self.wake.set()
         if len(self.queue) > 10_000:
             self.drained.clear()
+            if len(self.queue) > self.max_queue:  # a client this far behind is cut off, as a real server would
+                self.too_slow = True
+                self.closed = True
 
 
 @dataclass

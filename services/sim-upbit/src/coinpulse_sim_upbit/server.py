@@ -154,6 +154,10 @@ class SimServer:
             pass
         finally:
             conn.drained.set()
+        if conn.too_slow and not ws.closed:
+            stats.slow_client_drops += 1
+            self.hub.conns.discard(conn)
+            await ws.close(code=1008, message=b"client too slow")
 
     async def _killer(self, conn: Conn, ws: web.WebSocketResponse) -> None:
         await asyncio.sleep(self.hub.faults.disconnect_every_s)
