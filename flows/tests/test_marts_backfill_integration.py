@@ -1,0 +1,163 @@
+"""Gold marts over generated candles and mentions (spike published once to the alert topic), and a backfill from
+Kafka bronze that repairs a broken range and converges on re-runs; the backfill CLI is run as a process."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from coinpulse_common.avro import TopicCodec, schema_text
+from coinpulse_common.kafka import admin, consumer, producer
+from coinpulse_flows import marts
+from coinpulse_flows.backfill import rebuild
+from confluent_kafka.admin import NewTopic
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def _topic(s, name: str, schema: str) -> None:
+    a = admin(s)  # keep the handle alive until the future resolves
+    a.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(timeout=30)
+    SchemaRegistryClient({"url": s.registry}).register_schema(f"{name}-value", Schema(schema_text(schema), "AVRO"))
+
+
+def _gold_tables(s, schema):
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        c.execute(f"""CREATE TABLE {schema}.candles_1m (market text, interval text, bucket_start timestamptz,
+            open float8, high float8, low float8, close float8, volume float8, quote_volume float8, vwap float8,
+            trade_count bigint, buy_volume float8, sell_volume float8, first_trade_at timestamptz,
+            last_trade_at timestamptz, revision int, emitted_at timestamptz, PRIMARY KEY (market, bucket_start))""")
+        c.execute(f"""CREATE TABLE {schema}.mentions_1m (market text, bucket_start timestamptz, mentions bigint,
+            posts bigint, comments bigint, positive bigint, negative bigint, sentiment float8, revision int,
+            emitted_at timestamptz, PRIMARY KEY (market, bucket_start))""")
+
+
+def test_marts_rank_compute_vwap_and_publish_a_spike_once(flow_env, unique):
+    s, schema = flow_env["settings"], flow_env["schema"]
+    alert_topic = f"test.mention.alert.{unique}"
+    _topic(s, alert_topic, "mention_alert")
+    s = s.model_copy(update={"alert_topic": alert_topic, "mart_window_minutes": 180, "link_window_minutes": 120})
+    _gold_tables(s, schema)
+    markets = {f"KRW-M{i}": 10.0 * (i + 1) for i in range(12)}  # higher index: more trade value
+    spike_at = T0 + timedelta(minutes=150)
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        for i, (m, base) in enumerate(markets.items()):
+            for k in range(180):
+                b = T0 + timedelta(minutes=k)
+                close = base * (1 + 0.001 * (i + 1) * math.sin(k))  # volatility grows with i
+                vol = 1.0 + (k % 3)
+                c.execute(f"INSERT INTO {schema}.candles_1m (market, bucket_start, open, high, low, close, volume, "
+                          "quote_volume, vwap, trade_count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 3)",
+                          (m, b, close, close, close, close, vol, close * vol, close))
+        for k in range(180):  # steady chatter about M0, then a burst
+            n = 40 if T0 + timedelta(minutes=k) == spike_at else 1 + k % 2
+            c.execute(f"INSERT INTO {schema}.mentions_1m (market, bucket_start, mentions, posts, comments, sentiment)"
+                      " VALUES ('KRW-M0', %s, %s, 1, 0, 0.5)", (T0 + timedelta(minutes=k), n))
+    as_of = T0 + timedelta(minutes=180)
+    r = marts.refresh_marts(s, as_of)
+    assert r.top_markets == 10 and r.new_spikes == 1 and r.published == 1
+    m = s.marts_schema
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        top = c.execute(f"SELECT market FROM {m}.top_markets ORDER BY rank").fetchall()
+        assert [t[0] for t in top] == [f"KRW-M{i}" for i in range(11, 1, -1)]
+        vol = c.execute(f"SELECT market FROM {m}.volatility WHERE rank = 1").fetchone()[0]
+        assert vol == "KRW-M11"
+        vwap, expected = c.execute(
+            f"SELECT v.vwap, (SELECT sum(quote_volume) / sum(volume) FROM {schema}.candles_1m "
+            f"WHERE market = 'KRW-M3' AND bucket_start >= %s) FROM {m}.vwap v "
+            "WHERE market = 'KRW-M3' AND window_minutes = 60", (as_of - timedelta(minutes=60),)).fetchone()
+        assert vwap == pytest.approx(expected, rel=1e-12)
+        spike = c.execute(f"SELECT market, bucket_start, mentions, zscore, published FROM {m}.mention_spikes").fetchall()
+        assert spike == [("KRW-M0", spike_at, 40, pytest.approx(spike[0][3]), True)] and spike[0][3] > s.spike_z
+        n_link, n_corr = c.execute(f"SELECT count(*), count(corr_mentions_absret) FROM {m}.price_community "
+                                   "WHERE market = 'KRW-M0'").fetchone()
+        assert n_link == 120 and n_corr > 100
+        lags = c.execute(f"SELECT lag_minutes FROM {m}.lead_lag WHERE market = 'KRW-M0' ORDER BY 1").fetchall()
+        assert [x[0] for x in lags] == sorted(s.lead_lags)
+    again = marts.refresh_marts(s, as_of)
+    assert (again.new_spikes, again.published) == (0, 0)
+    c = consumer(f"test-{unique}", s)
+    c.subscribe([alert_topic])
+    got, deadline = [], time.monotonic() + 20
+    codec = TopicCodec(alert_topic, s, schema_topic="mention.alert")
+    while time.monotonic() < deadline and not got:
+        msg = c.poll(0.5)
+        if msg is not None and msg.error() is None:
+            got.append((msg.key().decode(), codec.decode(msg.value())))
+    c.close()
+    assert got[0][0] == f"KRW-M0|{int(spike_at.timestamp() * 1000)}" and got[0][1]["mentions"] == 40
+
+
+def _frame(market, sid, ts: datetime, price, vol, side="BID", simple=False):
+    ms = int(ts.timestamp() * 1000)
+    if simple:
+        return {"ty": "trade", "cd": market, "tp": price, "tv": vol, "ab": side, "ttms": ms, "sid": sid, "st": "REALTIME"}
+    return {"type": "trade", "code": market, "trade_price": price, "trade_volume": vol, "ask_bid": side,
+            "trade_timestamp": ms, "sequential_id": sid, "stream_type": "REALTIME"}
+
+
+def test_backfill_from_kafka_repairs_a_range_and_converges(flow_env, unique):
+    s, schema = flow_env["settings"], flow_env["schema"]
+    T0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)  # noqa: N806
+    topic = f"test.upbit.raw.{unique}"
+    _topic(s, topic, "raw_frame")
+    s = s.model_copy(update={"backfill_topic": topic})
+    _gold_tables(s, schema)
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        c.execute(f"""CREATE TABLE {schema}.trades (market text NOT NULL, sequential_id bigint NOT NULL,
+            trade_timestamp timestamptz NOT NULL, price float8, volume float8, ask_bid text, prev_closing_price float8,
+            change text, change_price float8, stream_type text, backfilled boolean, received_at timestamptz,
+            PRIMARY KEY (market, sequential_id))""")
+        # what a parsing bug left behind: a wrong trade and a wrong candle inside the range
+        c.execute(f"INSERT INTO {schema}.trades (market, sequential_id, trade_timestamp, price, volume, ask_bid) "
+                  "VALUES ('KRW-BTC', 999, %s, 1, 1, 'BID')", (T0 + timedelta(seconds=1),))
+        c.execute(f"INSERT INTO {schema}.candles_1m (market, bucket_start, open, high, low, close, volume, "
+                  "quote_volume, vwap, trade_count) VALUES ('KRW-BTC', %s, 1, 1, 1, 1, 1, 1, 1, 1)", (T0,))
+    codec = TopicCodec(topic, s, schema_topic="upbit.raw")
+    prod = producer(s)
+    frames = [
+        [_frame("KRW-BTC", 1, T0 + timedelta(seconds=10), 100.0, 1.0)],
+        [_frame("KRW-BTC", 2, T0 + timedelta(seconds=50), 110.0, 2.0, "ASK", simple=True)],
+        [_frame("KRW-BTC", 1, T0 + timedelta(seconds=10), 100.0, 1.0)],  # duplicate
+        [_frame("KRW-BTC", 3, T0 + timedelta(seconds=30), 90.0, 1.0), _frame("KRW-ETH", 7, T0 + timedelta(minutes=1), 5.0, 4.0)],
+        "{broken",
+        [_frame("KRW-BTC", 4, T0 + timedelta(minutes=3), 1.0, 1.0)],  # outside [T0, T0+2m)
+    ]
+    for i, f in enumerate(frames):
+        # received a second after the trade (the broken frame with the one before it)
+        recv_ms = int((T0 + timedelta(seconds=11 + 10 * i)).timestamp() * 1000)
+        value = {"source": "test", "connection_id": "c1", "seq": i, "received_at": recv_ms,
+                 "payload": f if isinstance(f, str) else json.dumps(f), "market": None, "url": None}
+        prod.produce(topic, key=b"c1", value=codec.encode(value), timestamp=recv_ms)
+    assert prod.flush(10) == 0
+    # bronze is found by receive time; the trades' own times are T0..T0+3m; rebuild [T0, T0+2m)
+    r = rebuild(s, T0, T0 + timedelta(minutes=2), "kafka")
+    assert (r.frames, r.trades, r.problems) == (6, 4, {"bad_json": 1})
+    q = (f"SELECT market, bucket_start, open, high, low, close, volume, quote_volume, trade_count, buy_volume, "
+         f"sell_volume FROM {schema}.candles_1m ORDER BY 1, 2")
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        candles = c.execute(q).fetchall()
+        assert candles == [("KRW-BTC", T0, 100.0, 110.0, 90.0, 110.0, 4.0, 100.0 + 220.0 + 90.0, 3, 2.0, 2.0),
+                           ("KRW-ETH", T0 + timedelta(minutes=1), 5.0, 5.0, 5.0, 5.0, 4.0, 20.0, 1, 4.0, 0.0)]
+        assert c.execute(f"SELECT count(*) FROM {schema}.trades WHERE sequential_id = 999").fetchone()[0] == 0
+    # the CLI, as `coinpulse backfill` runs it, converges to the same rows
+    env = {**os.environ, "COINPULSE_TRADES_TABLE": s.trades_table, "COINPULSE_CANDLES_TABLE": s.candles_table,
+           "COINPULSE_BACKFILL_TOPIC": topic}
+    p = subprocess.run([sys.executable, "-m", "coinpulse_flows", "backfill", "--from", T0.isoformat(),
+                        "--to", (T0 + timedelta(minutes=2)).isoformat()], env=env, capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.strip().splitlines()[-1])["trades"] == 4
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        assert c.execute(q).fetchall() == candles
+        assert c.execute(f"SELECT count(*) FROM {schema}.trades").fetchone()[0] == 4
