@@ -163,3 +163,55 @@ def test_kill_9_and_restart_gives_identical_final_candles(stack, topic_set, agen
                 straight[topics.gold_key(rec["market"], rec["bucket_start"]).encode()] = rec["revision"]
     for k, v in reader.last.items():
         assert v["revision"] == straight.get(k, 0), k
+
+
+def test_mentions_per_market_minute_from_posts_and_comments(stack, topic_set, agents):
+    t0 = BASE + 120_000
+    posts = TopicCodec(topic_set.topic("post"), stack, schema_topic=topics.DC_POST)
+    comments = TopicCodec(topic_set.topic("comment"), stack, schema_topic=topics.DC_COMMENT)
+    p = producer(stack)
+
+    def post(no: int, ts: int, title: str, body: str | None):
+        rec = {"gallery": "bitcoins_new1", "post_no": no, "title": title, "body": body, "head": None,
+               "author_hash": "a", "ip_hash": None, "is_member": False, "created_at": ts, "views": 0,
+               "recommend": 0, "reply_count": 0, "deleted": False, "url": None, "fetched_at": ts}
+        p.produce(topic_set.topic("post"), key=f"bitcoins_new1/{no}".encode(), value=posts.encode(rec))
+
+    def comment(no: int, post_no: int, ts: int, text: str):
+        rec = {"gallery": "bitcoins_new1", "post_no": post_no, "comment_no": no, "parent_no": None,
+               "author_hash": "b", "ip_hash": None, "kind": "text", "text": text, "created_at": ts,
+               "deleted": False, "fetched_at": ts}
+        p.produce(topic_set.topic("comment"), key=f"bitcoins_new1/{post_no}/{no}".encode(),
+                  value=comments.encode(rec))
+
+    post(1, t0 + 1_000, "비트코인 떡상 가즈아", None)
+    post(1, t0 + 1_000, "비트코인 떡상 가즈아", "비트도 이더도 간다")  # view page fetched: replaces the first
+    post(2, t0 + 2_000, "트리플 악셀", "리플렉스")  # no coin
+    comment(1, 1, t0 + 3_000, "BTC 손절함")
+    comment(2, 1, t0 + 65_000, "리플이 물렸다")
+    post(3, t0 + 200_000, "later", "도지")  # moves event time past both minutes
+    p.produce(topic_set.topic("comment"), key=b"x", value=b"junk")
+    p.flush(10)
+
+    a = agents(mention_grace_ms=1_000, mention_lateness_ms=600_000, idle_after_ms=1_000, mention_partitions=3)
+    proc = a.start()
+    reader = TopicReader(stack, topic_set.topic("mention"), topics.MENTION_1M, 3)
+    want = {
+        topics.gold_key("KRW-BTC", t0): {"mentions": 3, "posts": 1, "comments": 1, "positive": 2, "negative": 1},
+        topics.gold_key("KRW-ETH", t0): {"mentions": 1, "posts": 1, "comments": 0, "positive": 2, "negative": 0},
+        topics.gold_key("KRW-XRP", t0 + 60_000): {"mentions": 1, "posts": 0, "comments": 1, "positive": 0,
+                                                  "negative": 1},
+    }
+    fields = ("mentions", "posts", "comments", "positive", "negative")
+    deadline = time.monotonic() + 90
+    while True:
+        reader.poll()
+        got = {k.decode(): {f: v[f] for f in fields} for k, v in reader.last.items()}
+        if all(got.get(k) == v for k, v in want.items()):
+            break
+        assert proc.poll() is None, a.log()[-3000:]
+        assert time.monotonic() < deadline, f"mentions so far: {got}"
+    btc = reader.last[topics.gold_key("KRW-BTC", t0).encode()]
+    assert btc["sentiment"] == pytest.approx(1 / 3)
+    assert not any(k.startswith(b"KRW-XRP|" + str(t0).encode()) for k in reader.last)  # 트리플/리플렉스
+    reader.close()

@@ -12,6 +12,12 @@ from coinpulse_candle_agent.settings import CandleSettings
 def main() -> None:
     s = CandleSettings()
     configure()
+    if s.candle_uvloop:
+        import asyncio
+
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     agent = CandleAgent(s)
     faust.Worker(agent.app, loglevel=s.log_level.lower()).execute_from_commandline()
 

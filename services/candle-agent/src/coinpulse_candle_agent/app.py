@@ -32,10 +32,12 @@ from coinpulse_candle_agent.mentions import DocHits, MentionEngine, doc_hits
 from coinpulse_candle_agent.settings import CandleSettings
 from coinpulse_candle_agent.state import PartitionEngines
 from coinpulse_candle_agent.trades import BadTrade, to_ms, trade_from_record
+from coinpulse_candle_agent.wire import AvroValueDecoder
 
 log = get_logger("coinpulse.candle_agent")
 SERVICE = "candle-agent"
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+TRADE_METRIC = {"ok": "trades_ok", "dup": "trades_duplicate", "late": "trades_late"}
 RAW_TABLE = {"key_type": bytes, "value_type": bytes, "schema": faust.Schema(**RAW)}
 
 
@@ -85,7 +87,7 @@ class CandleAgent:
             datadir=str(datadir),
         )
         # codecs: schema file of the canonical topic, subject of the topic actually used
-        self.trade_codec = TopicCodec(s.candle_trade_topic, s, schema_topic=topics.UPBIT_TRADE)
+        self.trade_codec = AvroValueDecoder(s)  # hot path; same wire format as TopicCodec
         self.candle_codecs = {iv: TopicCodec(t, s, schema_topic=topics.CANDLE_TOPICS[iv])
                               for iv, t in s.candle_topics().items()}
         self.late_codec = TopicCodec(s.candle_late_topic, s, schema_topic=topics.CANDLE_LATE)
@@ -111,8 +113,13 @@ class CandleAgent:
         s = self.s
         async for events in stream.take_events(s.candle_batch_size, within=s.candle_batch_within_s):
             async with self.lock:
+                last: dict[int, int] = {}
                 for ev in events:
-                    self._handle_trade(ev.message.partition, ev.message.offset, ev.key, ev.value)
+                    m = ev.message
+                    self._handle_trade(m.partition, m.offset, ev.key, ev.value)
+                    last[m.partition] = m.offset
+                for p, off in last.items():
+                    self.candles.touch(p, off)
                 self.candles.flush()
             await self.app.producer.buffer.wait_until_ebb()
 
@@ -127,14 +134,13 @@ class CandleAgent:
         except Exception as exc:  # noqa: BLE001 - any undecodable or invalid record is dead-lettered
             self.metrics["trades_bad"] += 1
             self._dead_letter(f"{type(exc).__name__}: {exc}", raw, self.s.candle_trade_topic, key, partition, offset)
-            self.candles.touch(partition, offset)
             return
         out = eng.add(trade)  # type: ignore[attr-defined]
-        self.metrics[f"trades_{out.status}"] += 1
+        self.metrics[TRADE_METRIC[out.status]] += 1
         if out.status == "late":
             self.late_topic.send_soon(key=trade.market.encode(), value=self.late_codec.encode(rec))
-        self._emit_candles(out.emits)
-        self.candles.touch(partition, offset)
+        if out.emits:
+            self._emit_candles(out.emits)
 
     def _emit_candles(self, emits: list[dict[str, Any]]) -> None:
         ts = now_ms()

@@ -37,6 +37,7 @@ class CandleSettings(Settings):
     candle_session_timeout_s: float = Field(
         30.0, description="consumer group session timeout: how long a killed worker's partitions stay assigned"
     )
+    candle_uvloop: bool = Field(True, description="run the worker on uvloop (faust-streaming[uvloop])")
     candle_mentions: bool = Field(True, description="run the mention agents")
     candle_mention_partitions: int = Field(3, description="partitions of the internal market-keyed hits topic")
 
