@@ -1,0 +1,267 @@
+"""The dashboard's web server (aiohttp): static page and chart library, a JSON API, and a live event stream.
+
+- `GET /api/overview`                      market list, top-10 by trade value, volatility ranking (one query)
+- `GET /api/series?market=&tf=&limit=&since=`  candles and mentions on the same buckets (one query each)
+- `GET /api/posts?market=&limit=`          recent posts mentioning the coin (one query)
+- `GET /api/health`                        pipeline health (refreshed in the background, served from memory)
+- `GET /api/stream`                        Server-Sent Events: `version` when new data lands, `health` snapshots
+- `GET /healthz`                           liveness of this process
+
+Live updates cost one small query per tick for all viewers together: a background task watches the data version
+and fans it out to every stream; each browser then fetches only the increment (`since`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+from aiohttp import web
+from coinpulse_common.logging import get_logger
+from psycopg_pool import AsyncConnectionPool
+
+from coinpulse_dashboard import health as health_mod
+from coinpulse_dashboard import queries
+from coinpulse_dashboard.settings import DashboardSettings
+from coinpulse_dashboard.tables import TIMEFRAMES, Tables
+
+log = get_logger("coinpulse.dashboard")
+STATIC = Path(__file__).parent / "static"
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+S_KEY = web.AppKey("settings", DashboardSettings)
+POOL = web.AppKey("pool", AsyncConnectionPool)
+TABLES = web.AppKey("tables", Tables)
+STATE = web.AppKey("state", dict)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+
+
+def _json(data, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+
+def _bad(msg: str) -> web.Response:
+    return _json({"error": msg}, status=400)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):
+    resp = await handler(request)
+    resp.headers.setdefault("Content-Security-Policy", CSP)
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    return resp
+
+
+def _market(request: web.Request) -> str | None:
+    m = request.query.get("market", "")
+    return m if queries.MARKET_RE.match(m) else None
+
+
+def _int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    v = int(raw)  # ValueError -> 400 by the caller
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} out of range [{lo}, {hi}]")
+    return v
+
+
+async def _query(request: web.Request, fn, *args, **kwargs):
+    async with request.app[POOL].connection() as conn:
+        return await fn(conn, request.app[TABLES], *args, **kwargs)
+
+
+async def index(_: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def api_overview(request: web.Request) -> web.Response:
+    s = request.app[S_KEY]
+    st = request.app[STATE]
+    key = st.get("version_key")
+    cached = st.get("overview")
+    if cached is not None and key is not None and cached[0] == key:
+        return _json(cached[1])
+    data = await _query(request, queries.overview, s.dashboard_kpi_window_minutes)
+    if key is not None:
+        st["overview"] = (key, data)
+    return _json(data)
+
+
+async def api_series(request: web.Request) -> web.Response:
+    s = request.app[S_KEY]
+    market, tf = _market(request), request.query.get("tf", "1m")
+    if market is None:
+        return _bad("market must look like KRW-BTC")
+    if tf not in TIMEFRAMES:
+        return _bad(f"tf must be one of {', '.join(TIMEFRAMES)}")
+    try:
+        limit = _int(request, "limit", 1440, 1, s.dashboard_max_bars)
+        since = _int(request, "since", None, 0, 2**40)
+    except ValueError as e:
+        return _bad(str(e))
+    body = await _query(request, queries.series, market, tf, limit, since)
+    return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+async def api_posts(request: web.Request) -> web.Response:
+    s = request.app[S_KEY]
+    market = _market(request)
+    if market is None:
+        return _bad("market must look like KRW-BTC")
+    try:
+        limit = _int(request, "limit", 20, 1, 100)
+    except ValueError as e:
+        return _bad(str(e))
+    pats = queries.market_patterns(market, queries.load_aliases(s.aliases_file()))
+    rows = await _query(request, queries.posts, market, pats, limit, s.dashboard_posts_window_hours)
+    return _json({"market": market, "posts": rows})
+
+
+async def api_health(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    if st.get("health") is None:
+        await refresh_health(request.app)
+    return _json(st["health"])
+
+
+async def api_stream(request: web.Request) -> web.StreamResponse:
+    st = request.app[STATE]
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    q: asyncio.Queue = asyncio.Queue(maxsize=16)
+    st["subscribers"].add(q)
+    try:
+        await resp.write(b"retry: 3000\n\n")
+        if st.get("version") is not None:
+            await resp.write(_event("version", st["version"]))
+        if st.get("health") is not None:
+            await resp.write(_event("health", st["health"]))
+        while True:
+            try:
+                kind, data = await asyncio.wait_for(q.get(), 15.0)
+                await resp.write(_event(kind, data))
+            except TimeoutError:
+                await resp.write(b": keep-alive\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        st["subscribers"].discard(q)
+    return resp
+
+
+def _event(kind: str, data) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _publish(app: web.Application, kind: str, data) -> None:
+    for q in list(app[STATE]["subscribers"]):
+        if q.full():  # a stalled viewer loses old events, never blocks the others
+            with contextlib.suppress(asyncio.QueueEmpty):
+                q.get_nowait()
+        q.put_nowait((kind, data))
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return _json({"ok": True})
+
+
+# -- background tasks ----------------------------------------------------------------------------------------------
+
+async def refresh_health(app: web.Application) -> dict:
+    s = app[S_KEY]
+    snap = await health_mod.snapshot(
+        app[POOL], app[TABLES], app[HTTP], connect_url=s.connect, prefect_api=s.prefect_api, host=s.host,
+        probes=health_mod.parse_probes(s.dashboard_service_probes), timeout_s=s.dashboard_probe_timeout_s)
+    app[STATE]["health"] = snap
+    return snap
+
+
+async def _watch_version(app: web.Application) -> None:
+    s, st = app[S_KEY], app[STATE]
+    while True:
+        try:
+            async with app[POOL].connection(timeout=s.dashboard_probe_timeout_s) as conn:
+                v = await queries.version(conn, app[TABLES])
+            key = tuple(sorted(v.items()))
+            if key != st.get("version_key"):
+                st["version_key"], st["version"] = key, v
+                _publish(app, "version", v)
+        except Exception as e:  # noqa: BLE001 - the database being down is shown by health; keep watching
+            st["version_key"] = None
+            log.debug("version check failed", error=str(e))
+        await asyncio.sleep(s.dashboard_tick_s)
+
+
+async def _watch_health(app: web.Application) -> None:
+    s = app[S_KEY]
+    while True:
+        try:
+            _publish(app, "health", await refresh_health(app))
+        except Exception as e:  # noqa: BLE001
+            log.warning("health refresh failed", error=str(e))
+        await asyncio.sleep(s.dashboard_health_s)
+
+
+async def _lifecycle(app: web.Application):
+    s = app[S_KEY]
+    pool = AsyncConnectionPool(
+        s.reader_dsn(), min_size=s.dashboard_pool_min, max_size=s.dashboard_pool_max, open=False,
+        timeout=s.dashboard_pool_timeout_s,
+        kwargs={"autocommit": True, "application_name": "coinpulse-dashboard",
+                "options": f"-c statement_timeout={s.dashboard_statement_timeout_ms} "
+                           "-c default_transaction_read_only=on"})
+    await pool.open(wait=False)
+    app[POOL] = pool
+    app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.dashboard_probe_timeout_s))
+    tasks = [asyncio.create_task(_watch_version(app)), asyncio.create_task(_watch_health(app))]
+    yield
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await app[HTTP].close()
+    await pool.close()
+
+
+@web.middleware
+async def errors(request: web.Request, handler):
+    t0 = time.perf_counter()
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as e:
+        log.warning("request failed", path=request.path, error=f"{type(e).__name__}: {e}")
+        return _json({"error": f"{type(e).__name__}"}, status=503)
+    finally:
+        if request.path.startswith("/api/") and request.path != "/api/stream":
+            log.debug("request", path=request.path, ms=round((time.perf_counter() - t0) * 1000, 1))
+
+
+def create_app(s: DashboardSettings) -> web.Application:
+    app = web.Application(middlewares=[security_headers, errors])
+    app[S_KEY] = s
+    app[TABLES] = Tables.from_settings(s)
+    app[STATE] = {"subscribers": set(), "health": None, "version": None, "version_key": None}
+    app.cleanup_ctx.append(_lifecycle)
+    app.add_routes([
+        web.get("/", index),
+        web.get("/api/overview", api_overview),
+        web.get("/api/series", api_series),
+        web.get("/api/posts", api_posts),
+        web.get("/api/health", api_health),
+        web.get("/api/stream", api_stream),
+        web.get("/healthz", healthz),
+        web.static("/static", STATIC, follow_symlinks=False),
+    ])
+    return app

@@ -1,0 +1,47 @@
+"""Dashboard settings: `COINPULSE_<FIELD>` environment variables, on top of the shared Settings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from coinpulse_common.paths import repo_root
+from coinpulse_common.settings import Settings
+from pydantic import Field
+
+
+class DashboardSettings(Settings):
+    dashboard_gold_schema: str = Field("gold", description="schema of the candle and mention tables")
+    dashboard_silver_schema: str = Field("silver", description="schema of the post and comment tables")
+    dashboard_candles_table: str = Field(
+        "candles", description="candle table in the gold schema: one table with an `interval` column, or a name "
+        "with `{tf}` (e.g. `candles_{tf}`) for one table per timeframe")
+    dashboard_mentions_table: str = Field("mentions_1m", description="1-minute mention table in the gold schema")
+    dashboard_posts_table: str = Field("posts", description="post table in the silver schema")
+    dashboard_aliases_path: str = Field(
+        "", description="alias dictionary (JSON, `markets` -> ko/names/tickers) used to find posts about a coin; "
+        "default: the candle agent's versioned dictionary in the repository")
+    dashboard_pool_min: int = Field(2, description="PostgreSQL connection pool: connections kept open")
+    dashboard_pool_max: int = Field(8, description="PostgreSQL connection pool: most connections")
+    dashboard_pool_timeout_s: float = Field(3.0, description="how long a request waits for a pooled connection")
+    dashboard_statement_timeout_ms: int = Field(5000, description="statement_timeout of every dashboard query")
+    dashboard_max_bars: int = Field(5000, description="largest number of candles one request may ask for")
+    dashboard_kpi_window_minutes: int = Field(24 * 60, description="look-back of the top-10 and volatility tables")
+    dashboard_posts_window_hours: int = Field(24, description="how far back recent posts are searched")
+    dashboard_tick_s: float = Field(2.0, description="how often the live stream checks for new data")
+    dashboard_health_s: float = Field(10.0, description="how often pipeline health is refreshed")
+    dashboard_probe_timeout_s: float = Field(2.0, description="timeout of one health probe (Connect, Prefect, ...)")
+    dashboard_service_probes: str = Field(
+        "ingest-upbit=28101/health,crawl-dc=28102/metrics,candle-agent=28103/health,sink=28104/health",
+        description="service health probes, `name=port/path` comma-separated, on `host`")
+
+    def aliases_file(self) -> str:
+        return self.dashboard_aliases_path or str(
+            repo_root() / "services/candle-agent/src/coinpulse_candle_agent/data/aliases.json")
+
+    def reader_dsn(self) -> str:
+        return self.pg_dsn("coinpulse_reader", self.pg_reader_password)
+
+
+@lru_cache(maxsize=1)
+def get_dashboard_settings() -> DashboardSettings:
+    return DashboardSettings()

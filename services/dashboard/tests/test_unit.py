@@ -1,0 +1,150 @@
+"""Pure parts of the dashboard: table naming, search patterns, probes, request validation, headers, assets."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from coinpulse_dashboard import health, queries
+from coinpulse_dashboard.app import create_app
+from coinpulse_dashboard.settings import DashboardSettings
+from coinpulse_dashboard.tables import Tables
+from psycopg import sql
+
+pytestmark = pytest.mark.unit
+
+STATIC = Path(queries.__file__).parent / "static"
+ALIASES = {"particles": ["이", "가", "는", "으로"],
+           "markets": {"KRW-BTC": {"ko": ["비트코인", "비트"], "names": ["bitcoin"], "tickers": ["BTC"]}}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_one_table_layout_filters_on_interval():
+    t = Tables("g", "s")
+    assert t.candles("5m") == sql.Identifier("g", "candles")
+    assert "interval" in repr(t.candles_filter("5m")) and "'5m'" in repr(t.candles_filter("5m"))
+
+
+def test_per_timeframe_layout_picks_the_table_and_needs_no_filter():
+    t = Tables("gold", "silver", candles_name="candles_{tf}")
+    assert t.candles("1h") == sql.Identifier("gold", "candles_1h")
+    assert repr(t.candles_filter("1h")) == repr(sql.SQL(""))
+
+
+@pytest.mark.parametrize("bad", ["gold;drop", "x y", "", "1abc"])
+def test_table_names_must_be_plain_identifiers(bad):
+    with pytest.raises(ValueError):
+        Tables(gold=bad)
+
+
+def test_unknown_timeframe_is_rejected():
+    with pytest.raises(ValueError):
+        Tables().candles("2m")
+
+
+def test_patterns_come_from_the_alias_dictionary():
+    p = queries.market_patterns("KRW-BTC", ALIASES)
+    # Python's re agrees with PostgreSQL's ARE on these simple constructs
+    ci, cs = re.compile(p.ci, re.I), re.compile(p.cs)
+    assert ci.search("비트코인 간다") and ci.search("오늘 비트코인이 오른다") and ci.search("Bitcoin!")
+    assert ci.search("비트으로 가자")
+    assert not ci.search("트비트코인") and not ci.search("비트코인캐시 간다") and not ci.search("bitcoiners")
+    assert cs.search("BTC 가즈아") and cs.search("(BTC)") and not cs.search("btc") and not cs.search("BTCUSD")
+
+
+def test_market_without_aliases_falls_back_to_its_ticker():
+    p = queries.market_patterns("KRW-NEWC", ALIASES)
+    assert re.search(p.cs, "NEWC 상장") and not re.search(p.cs, "XNEWC")
+    assert p.ci == "(?!)"
+
+
+def test_alias_regex_metacharacters_are_escaped():
+    p = queries.market_patterns("KRW-X", {"markets": {"KRW-X": {"names": ["a.b(c"], "tickers": []}}})
+    assert re.search(p.ci, "see a.b(c now") and not re.search(p.ci, "see aXb(c now")
+
+
+def test_probe_spec_parses():
+    assert health.parse_probes("a=1/health, b=2/metrics") == [("a", 1, "/health"), ("b", 2, "/metrics")]
+    assert health.parse_probes("") == []
+
+
+async def test_components_that_are_down_are_reported_not_raised():
+    port = _free_port()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
+        c = await health._guard("connect", 2, lambda: health.connectors(http, f"http://127.0.0.1:{port}"))
+        f = await health._guard("prefect", 2, lambda: health.flow_runs(http, f"http://127.0.0.1:{port}/api"))
+        s = await health.services(http, "127.0.0.1", [("ingest-upbit", port, "/health")])
+    assert c["state"] == "down" and c["error"]
+    assert f["state"] == "down"
+    assert s["state"] == "degraded" and s["services"][0]["state"] == "down"
+
+
+@pytest.fixture
+async def client():
+    # PostgreSQL on a closed port: the app must still start and answer what needs no database
+    s = DashboardSettings(_env_file=None, postgres_port=_free_port(), connect_url=f"http://127.0.0.1:{_free_port()}",
+                          prefect_port=_free_port(), dashboard_probe_timeout_s=0.5, dashboard_tick_s=5,
+                          dashboard_pool_timeout_s=0.3,
+                          dashboard_health_s=60)
+    async with TestClient(TestServer(create_app(s))) as c:
+        yield c
+
+
+@pytest.mark.parametrize("qs", ["market=btc&tf=1m", "market=KRW-BTC&tf=2m", "market=KRW-BTC&limit=0",
+                                "market=KRW-BTC&limit=abc", "market=KRW-BTC&since=-5", "market=KRW-BTC%27--"])
+async def test_bad_series_requests_get_400(client, qs):
+    r = await client.get(f"/api/series?{qs}")
+    assert r.status == 400 and "error" in await r.json()
+
+
+async def test_bad_posts_request_gets_400(client):
+    r = await client.get("/api/posts?market=<script>")
+    assert r.status == 400
+
+
+async def test_page_is_served_with_a_strict_content_security_policy(client):
+    r = await client.get("/")
+    assert r.status == 200
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_chart_library_is_served_locally(client):
+    r = await client.get("/static/vendor/lightweight-charts.standalone.production.js")
+    assert r.status == 200
+    body = await r.text()
+    assert "Lightweight Charts" in body[:400] and len(body) > 100_000
+
+
+def test_page_loads_no_remote_assets():
+    html = (STATIC / "index.html").read_text()
+    srcs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert srcs and all(s.startswith("/static/") or s.startswith("data:") for s in srcs)
+
+
+def test_page_script_never_uses_innerhtml():
+    js = (STATIC / "app.js").read_text()
+    code = "\n".join(line for line in js.splitlines() if not line.strip().startswith(("/*", "*", "//")))
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", code.split("*/", 1)[1])
+
+
+async def test_health_is_served_even_when_everything_is_down(client):
+    r = await client.get("/api/health")
+    assert r.status == 200
+    h = await r.json()
+    assert h["database"]["state"] == "down" and h["connect"]["state"] == "down" and h["prefect"]["state"] == "down"
+
+
+async def test_api_answers_503_when_the_database_is_down(client):
+    r = await client.get("/api/overview")
+    assert r.status == 503
