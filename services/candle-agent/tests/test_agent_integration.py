@@ -11,11 +11,11 @@ import pytest
 from coinpulse_candle_agent import synthetic
 from coinpulse_candle_agent.clock import Timing
 from coinpulse_candle_agent.reference import accepted_trades, candle_diff, reference_candles
+from coinpulse_candle_agent.sandbox import TopicReader, as_ms, normalise
 from coinpulse_candle_agent.trades import Trade
 from coinpulse_common import topics
 from coinpulse_common.avro import TopicCodec
-from coinpulse_common.kafka import consumer, producer
-from confluent_kafka import TopicPartition
+from coinpulse_common.kafka import producer
 
 pytestmark = pytest.mark.integration
 
@@ -36,39 +36,6 @@ def produce_trades(s, topic: str, order: list[Trade]) -> None:
         if i % 10_000 == 0:
             p.poll(0)
     p.flush(30)
-
-
-class TopicReader:
-    """Reads a topic from the beginning (no group commits); keeps the last value per key and every value."""
-
-    def __init__(self, s, topic: str, canonical: str, partitions: int):
-        self.codec = TopicCodec(topic, s, schema_topic=canonical)
-        self.c = consumer(f"reader-{topic}-{time.time_ns()}", s)
-        self.c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        self.last: dict[bytes, dict] = {}
-        self.all: list[dict] = []
-
-    def close(self) -> None:
-        self.c.close()
-
-    def poll(self, seconds: float = 0.5) -> None:
-        for m in self.c.consume(10_000, seconds):
-            if m.error() is None:
-                v = self.codec.decode(m.value())
-                self.last[m.key()] = v
-                self.all.append(v)
-
-
-def as_ms(v) -> int:
-    return v if isinstance(v, int) else int(round(v.timestamp() * 1000))
-
-
-def normalise(rec: dict) -> dict:
-    out = dict(rec)
-    for f in ("bucket_start", "first_trade_at", "last_trade_at", "emitted_at"):
-        if f in out:
-            out[f] = as_ms(out[f])
-    return out
 
 
 def expected_1m(order: list[Trade], timing: Timing) -> tuple[dict[bytes, dict], list[Trade]]:
@@ -215,3 +182,18 @@ def test_mentions_per_market_minute_from_posts_and_comments(stack, topic_set, ag
     assert btc["sentiment"] == pytest.approx(1 / 3)
     assert not any(k.startswith(b"KRW-XRP|" + str(t0).encode()) for k in reader.last)  # 트리플/리플렉스
     reader.close()
+
+
+def test_fast_wire_decoder_reads_what_topic_codec_writes(stack, topic_set):
+    from coinpulse_candle_agent.wire import AvroValueDecoder, WireFormatError
+
+    codec = TopicCodec(topic_set.topic("trade"), stack, schema_topic=topics.UPBIT_TRADE)
+    t = Trade("KRW-BTC", 17_000_000_000_000_123, BASE + 1_234, 101.5, 0.25, False)
+    data = codec.encode(synthetic.trade_record(t, received_at=BASE + 2_000))
+    fast = AvroValueDecoder(stack).decode(data)
+    slow = codec.decode(data)
+    assert fast["trade_timestamp"] == BASE + 1_234 == as_ms(slow["trade_timestamp"])
+    assert {k: v for k, v in fast.items() if k not in ("trade_timestamp", "received_at")} == {
+        k: v for k, v in slow.items() if k not in ("trade_timestamp", "received_at")}
+    with pytest.raises(WireFormatError):
+        AvroValueDecoder(stack).decode(data + b"\x00")

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from coinpulse_common import topics
-from coinpulse_common.avro import registry_client, schema_text
-from coinpulse_common.kafka import admin
+from coinpulse_common.avro import TopicCodec, registry_client, schema_text
+from coinpulse_common.kafka import admin, consumer
 from coinpulse_common.settings import Settings
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema
 
@@ -101,3 +102,36 @@ def wait_until(pred, timeout: float, what: str, interval: float = 0.2):
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+class TopicReader:
+    """Reads a topic from the beginning (no group commits); keeps the last value per key and every value."""
+
+    def __init__(self, s, topic: str, canonical: str, partitions: int):
+        self.codec = TopicCodec(topic, s, schema_topic=canonical)
+        self.c = consumer(f"reader-{topic}-{time.time_ns()}", s)
+        self.c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        self.last: dict[bytes, dict] = {}
+        self.all: list[dict] = []
+
+    def close(self) -> None:
+        self.c.close()
+
+    def poll(self, seconds: float = 0.5) -> None:
+        for m in self.c.consume(10_000, seconds):
+            if m.error() is None:
+                v = self.codec.decode(m.value())
+                self.last[m.key()] = v
+                self.all.append(v)
+
+
+def as_ms(v) -> int:
+    return v if isinstance(v, int) else int(round(v.timestamp() * 1000))
+
+
+def normalise(rec: dict) -> dict:
+    out = dict(rec)
+    for f in ("bucket_start", "first_trade_at", "last_trade_at", "emitted_at"):
+        if f in out:
+            out[f] = as_ms(out[f])
+    return out

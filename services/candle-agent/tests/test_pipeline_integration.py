@@ -1,0 +1,106 @@
+"""A simulator recording replayed through ingest-upbit and the candle agent: candle.1m equals the reference
+computed from the recording's unique trades, minute by minute, all markets (duplicates, reordering and forced
+disconnects with gap backfill on the way)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from coinpulse_candle_agent.reference import candle_diff, reference_candles
+from coinpulse_candle_agent.sandbox import TopicReader, free_port, normalise
+from coinpulse_candle_agent.trades import Trade
+from coinpulse_common import topics
+from coinpulse_common.avro import registry_client, schema_text
+from coinpulse_common.kafka import admin
+from confluent_kafka.admin import NewTopic
+from confluent_kafka.schema_registry import Schema
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MARKETS = "KRW-BTC,KRW-ETH,KRW-XRP,KRW-DOGE"
+
+
+def _get(url: str):
+    try:
+        r = httpx.get(url, timeout=5)
+        return r.json() if r.status_code < 500 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _poll(fn, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(0.5)
+
+
+def test_recording_through_ingest_and_agent_equals_reference(stack, topic_set, agents, unique, tmp_path):
+    extra = {"ticker": f"it-pipe-{unique}.ticker", "orderbook": f"it-pipe-{unique}.orderbook",
+             "raw_frame": f"it-pipe-{unique}.raw", "dead_letter": f"it-pipe-{unique}.dlq-ingest"}
+    a = admin(stack)
+    for f in a.create_topics([NewTopic(t, 3, 1) for t in extra.values()]).values():
+        f.result(30)
+    for stem, t in extra.items():
+        registry_client(stack.registry).register_schema(f"{t}-value", Schema(schema_text(stem), "AVRO"))
+
+    rec = tmp_path / "rec.jsonl"
+    subprocess.run([sys.executable, "-m", "coinpulse_sim_upbit", "--generate-recording", str(rec), "--minutes", "4",
+                    "--markets", MARKETS, "--seed", "5"], check=True, capture_output=True, timeout=120)
+    sim_port, metrics_port = free_port(), free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    log = (tmp_path / "sim.log").open("ab")
+    sim = subprocess.Popen([sys.executable, "-m", "coinpulse_sim_upbit", "--recording", str(rec), "--keep-times",
+                            "--rate", "400", "--wait-clients", "--port", str(sim_port), "--seed", "9",
+                            "--duplicate-rate", "0.03", "--reorder-window", "4", "--disconnect-every", "4"],
+                           stdout=log, stderr=subprocess.STDOUT)
+    env = dict(os.environ, COINPULSE_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
+               COINPULSE_UPBIT_REST_URL=sim_url, COINPULSE_MARKETS=MARKETS,
+               COINPULSE_INGEST_METRICS_PORT=str(metrics_port), COINPULSE_RECONNECT_BASE_S="0.3",
+               COINPULSE_TRADE_TOPIC=topic_set.topic("trade"), COINPULSE_TICKER_TOPIC=extra["ticker"],
+               COINPULSE_ORDERBOOK_TOPIC=extra["orderbook"], COINPULSE_RAW_TOPIC=extra["raw_frame"],
+               COINPULSE_DLQ_TOPIC=extra["dead_letter"])
+    ingest = None
+    try:
+        assert _poll(lambda: _get(sim_url + "/sim/stats") is not None, 20), "simulator did not start"
+        ingest = subprocess.Popen([sys.executable, "-m", "coinpulse_ingest_upbit"], env=env,
+                                  stdout=(tmp_path / "ingest.log").open("ab"), stderr=subprocess.STDOUT)
+        agent = agents(grace_ms=2_000, idle_after_ms=1_000, mentions="false").start()
+        assert _poll(lambda: (_get(sim_url + "/sim/stats") or {}).get("done"), 120), "replay did not finish"
+        history = _get(sim_url + "/sim/trades")["trades"]
+        unique_trades = {(t["market"], t["sequential_id"]): t for t in history}
+        assert len(unique_trades) > 200
+        trades = [Trade(t["market"], t["sequential_id"], t["trade_timestamp"], t["price"], t["volume"],
+                        t["ask_bid"] == "BID") for t in unique_trades.values()]
+        want = {topics.gold_key(m, b).encode(): c
+                for (_, m, b), c in reference_candles(trades, intervals=("1m",)).items()}
+        reader = TopicReader(stack, topic_set.topic("1m"), topics.CANDLE_1M, 3)
+        deadline = time.monotonic() + 120
+        while True:
+            reader.poll()
+            bad = {k: d for k, w in want.items()
+                   if (d := (candle_diff(normalise(reader.last[k]), w) if k in reader.last else ["missing"]))}
+            if not bad:
+                break
+            assert agent.poll() is None, "agent died"
+            assert time.monotonic() < deadline, f"{len(bad)}/{len(want)} candles differ: {list(bad.items())[:2]}"
+        assert set(reader.last) == set(want)
+        assert _get(sim_url + "/sim/stats")["duplicates_sent"] > 0
+        reader.close()
+    finally:
+        for p in (ingest, sim):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
