@@ -12,7 +12,8 @@ from coinpulse_common import s3
 
 from coinpulse_flows.settings import FlowSettings
 
-# multipart in 16 MiB parts, two threads: bounded memory whatever the object size
+# multipart in 16 MiB parts on two threads: bounded memory whatever the object size (S3Proxy's small heap
+# did not survive one large single PUT)
 TRANSFER = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=16 << 20, max_concurrency=2)
 
 

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -127,22 +128,27 @@ def tier_partition(s: FlowSettings, p: Partition, store: Store) -> ExportResult:
         pg_rows = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(part)).fetchone()[0]
         with tempfile.TemporaryDirectory(dir=spool_dir()) as tmp:
             local, back = Path(tmp) / "export.parquet", Path(tmp) / "readback.parquet"
+            t0 = time.perf_counter()
             manifest = export_to_parquet(s, p.schema, p.name, local, f"{p.schema}.{p.name}")
+            t1 = time.perf_counter()
             if manifest.rows != pg_rows:
                 raise VerificationError(f"{p.name}: exported {manifest.rows} rows, partition holds {pg_rows}")
             size = local.stat().st_size
             store.upload(local, key, manifest)
             crash_point("after_upload")
+            t2 = time.perf_counter()
             store.download(key, back)
             remote = store.manifest(key)
             if remote != manifest:
                 raise VerificationError(f"{key}: object metadata {remote} != {manifest}")
             verify_file(back, manifest)
+            t3 = time.perf_counter()
         crash_point("after_verify")
         conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
             sql.Identifier(p.parent_schema, p.parent), part))
         conn.execute(sql.SQL("DROP TABLE {}").format(part))
-    log.info("partition_tiered", table=p.table, partition=p.name, day=str(p.day), rows=manifest.rows, key=key)
+    log.info("partition_tiered", table=p.table, partition=p.name, day=str(p.day), rows=manifest.rows, key=key,
+             export_s=round(t1 - t0, 2), upload_s=round(t2 - t1, 2), verify_s=round(t3 - t2, 2))
     return ExportResult(p.table, p.name, p.day.isoformat(), key, manifest.rows, size, manifest.digest, "tiered")
 
 
