@@ -144,7 +144,7 @@ def write(dsn: str, day: SampleDay) -> None:
                 cp.write_row((p["gallery"], p["post_no"], p["title"], p["body"], None, "anon", None, False,
                               p["created_at"], 10 + p["post_no"] % 90, p["post_no"] % 7, p["post_no"] % 5,
                               p["deleted"], f"https://gall.dcinside.com/board/view/?id=bitcoins_new1&no={p['post_no']}",
-                              p["created_at"] + timedelta(seconds=40), None))
+                              min(p["created_at"] + timedelta(seconds=40), day.end), None))
         conn.execute(sql.SQL("ANALYZE {s}.candles").format(s=s))
         conn.execute(sql.SQL("ANALYZE {s}.mentions_1m").format(s=s))
         conn.execute(sql.SQL("ANALYZE {s}.posts").format(s=s))

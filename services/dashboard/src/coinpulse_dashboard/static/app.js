@@ -35,11 +35,13 @@
   function sign(v) { return v > 0 ? "up" : v < 0 ? "down" : ""; }
   function age(s) {
     if (s === null || s === undefined) return "no data";
+    if (s < 1) return "now"; // clocks of other hosts may run slightly ahead
     if (s < 90) return Math.round(s) + " s";
     if (s < 5400) return Math.round(s / 60) + " min";
     if (s < 172800) return (s / 3600).toFixed(1) + " h";
     return Math.round(s / 86400) + " d";
   }
+  function ago(s) { const a = age(s); return a === "now" || a === "no data" ? a : a + " ago"; }
   async function getJSON(url) {
     const r = await fetch(url, { cache: "no-store" });
     if (!r.ok) throw new Error(url + " -> " + r.status);
@@ -68,11 +70,11 @@
   candles.priceScale().applyOptions({ scaleMargins: { top: 0.06, bottom: 0.22 } });
   const mentions = chart.addSeries(LWC.HistogramSeries, {
     priceFormat: { type: "volume" }, color: COLORS.men, lastValueVisible: false, priceLineVisible: false,
-    title: "mentions",
   }, 1);
   const sentiment = chart.addSeries(LWC.LineSeries, {
     priceScaleId: "left", color: COLORS.sent, lineWidth: 2, lastValueVisible: false, priceLineVisible: false,
-    autoscaleInfoProvider: () => ({ priceRange: { minValue: -1, maxValue: 1 } }), title: "sentiment",
+    lineType: LWC.LineType.Curved, crosshairMarkerVisible: false,
+    autoscaleInfoProvider: () => ({ priceRange: { minValue: -1, maxValue: 1 } }),
   }, 1);
   chart.priceScale("left", 1).applyOptions({ visible: true, borderColor: "#222c3f" });
   const panes = chart.panes();
@@ -86,10 +88,26 @@
     const color = m.sentiment > 0.15 ? COLORS.menUp : m.sentiment < -0.15 ? COLORS.menDown : COLORS.men;
     return { time: m.time, value: m.mentions, color: color };
   }
+  // the sentiment line is a trend: an exponentially weighted mean of the buckets' sentiment, weighted by mentions
+  function sentimentTrend(ms) {
+    const alpha = 0.15;
+    let num = 0, den = 0;
+    return ms.map((m) => {
+      num = (1 - alpha) * num + alpha * m.sentiment * m.mentions;
+      den = (1 - alpha) * den + alpha * m.mentions;
+      return { time: m.time, value: den > 0 ? num / den : 0 };
+    });
+  }
   function renderMentions() {
     const ms = Array.from(state.mentions.values()).sort((a, b) => a.time - b.time);
     mentions.setData(ms.map(menOf));
-    sentiment.setData(ms.map((m) => ({ time: m.time, value: m.sentiment })));
+    sentiment.setData(sentimentTrend(ms));
+  }
+  function applyPriceFormat() {
+    const last = state.bars.length ? state.bars[state.bars.length - 1].close : 1;
+    const a = Math.abs(last);
+    const d = a >= 1000 ? 0 : a >= 100 ? 1 : a >= 1 ? 2 : a >= 0.01 ? 4 : 6;
+    candles.applyOptions({ priceFormat: { type: "custom", minMove: Math.pow(10, -d), formatter: price } });
   }
   function renderOhlc(c) {
     const o = $("ohlc");
@@ -122,6 +140,7 @@
     if (full || last === null) {
       state.bars = data.candles;
       state.mentions = new Map(data.mentions.map((x) => [x.time, x]));
+      applyPriceFormat();
       candles.setData(state.bars.map(barOf));
       volume.setData(state.bars.map(volOf));
       renderMentions();
@@ -265,8 +284,8 @@
       }
       li.appendChild(t);
       const when = new Date(p.created_at * 1000).toISOString().replace("T", " ").slice(5, 16);
-      li.appendChild(el("div", "pm", p.gallery + " · " + when + " · 👁 " + p.views + " · 💬 " + p.reply_count +
-        " · ▲ " + p.recommend));
+      li.appendChild(el("div", "pm", p.gallery + " · " + when + " UTC · " + p.views + " views · " + p.reply_count +
+        " replies · +" + p.recommend));
       if (p.snippet) li.appendChild(el("div", "ps", p.snippet));
       ul.appendChild(li);
     }
@@ -290,16 +309,16 @@
     const db = h.database;
     const ingest = box("Ingest & candles", db.state);
     if (db.state === "down") { ingest.appendChild(el("div", "err", "database: " + db.error)); } else {
-      kv(ingest, "newest trade", age(db.ingest.newest_trade_age_s) + " ago");
-      kv(ingest, "newest 1m candle", age(db.ingest.newest_candle_age_s) + " ago");
+      kv(ingest, "newest trade", ago(db.ingest.newest_trade_age_s));
+      kv(ingest, "newest 1m candle", ago(db.ingest.newest_candle_age_s));
       kv(ingest, "emit delay p50", db.ingest.emit_delay_p50_s === null ? "—" : db.ingest.emit_delay_p50_s + " s");
-      kv(ingest, "newest mention minute", age(db.mentions.newest_mention_age_s) + " ago");
+      kv(ingest, "newest mention minute", ago(db.mentions.newest_mention_age_s));
     }
     root.appendChild(ingest);
     const crawl = box("Crawl", db.state);
     if (db.state === "down") { crawl.appendChild(el("div", "err", "database down")); } else {
-      kv(crawl, "last page fetched", age(db.crawl.newest_fetch_age_s) + " ago");
-      kv(crawl, "newest post", age(db.crawl.newest_post_age_s) + " ago");
+      kv(crawl, "last page fetched", ago(db.crawl.newest_fetch_age_s));
+      kv(crawl, "newest post", ago(db.crawl.newest_post_age_s));
       kv(crawl, "posts (24 h)", db.crawl.posts_24h);
     }
     root.appendChild(crawl);
@@ -307,9 +326,17 @@
     const cb = box("Connectors", c.state);
     if (c.state === "down") cb.appendChild(el("div", "err", "Kafka Connect unreachable: " + c.error));
     else if (!c.connectors.length) cb.appendChild(el("div", "empty", "no connectors"));
-    else for (const x of c.connectors) {
-      kv(cb, x.name.replace(/^coinpulse-/, ""), x.state + (x.tasks.length ? " (" + x.tasks.join(", ") + ")" : ""),
-        x.state === "RUNNING" && x.tasks.every((t) => t === "RUNNING") ? "up" : "down");
+    else {
+      const ok = (x) => x.state === "RUNNING" && x.tasks.length > 0 && x.tasks.every((t) => t === "RUNNING");
+      const bad = c.connectors.filter((x) => !ok(x));
+      kv(cb, "running", (c.connectors.length - bad.length) + " / " + c.connectors.length, bad.length ? "down" : "up");
+      // failing ones first, then the project's own; test connectors (other prefixes) only count
+      const own = c.connectors.filter((x) => ok(x) && /^coinpulse-/.test(x.name));
+      for (const x of bad.concat(own).slice(0, 7)) {
+        const running = x.tasks.filter((t) => t === "RUNNING").length;
+        kv(cb, x.name.replace(/^coinpulse-/, ""), x.state + " · tasks " + running + "/" + x.tasks.length,
+          ok(x) ? "up" : "down");
+      }
     }
     root.appendChild(cb);
     const f = h.prefect;
