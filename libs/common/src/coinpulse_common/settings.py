@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="broker JVM heap")
     connect_heap: str = Field("768m", description="Connect JVM heap")
     registry_heap: str = Field("384m", description="Apicurio JVM heap")
-    s3_heap: str = Field("192m", description="S3Proxy JVM heap")
+    s3_heap: str = Field("384m", description="S3Proxy JVM heap")
     start_timeout: float = Field(240.0, description="seconds `coinpulse up` waits for every part to be healthy")
     log_format: str = Field("console", description="`console` or `json` structured logs")
     log_level: str = Field("INFO", description="log level")
