@@ -87,7 +87,7 @@ async def index(_: web.Request) -> web.FileResponse:
 async def api_overview(request: web.Request) -> web.Response:
     s = request.app[S_KEY]
     st = request.app[STATE]
-    key = st.get("version_key")
+    key = st.get("version_key") if s.dashboard_overview_cache else None
     cached = st.get("overview")
     if cached is not None and key is not None and cached[0] == key:
         return _json(cached[1])

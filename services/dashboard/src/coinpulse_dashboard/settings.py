@@ -27,6 +27,8 @@ class DashboardSettings(Settings):
     dashboard_max_bars: int = Field(5000, description="largest number of candles one request may ask for")
     dashboard_kpi_window_minutes: int = Field(24 * 60, description="look-back of the top-10 and volatility tables")
     dashboard_posts_window_hours: int = Field(24, description="how far back recent posts are searched")
+    dashboard_overview_cache: bool = Field(
+        True, description="serve the overview from memory until the data version changes (new or revised candle)")
     dashboard_tick_s: float = Field(2.0, description="how often the live stream checks for new data")
     dashboard_health_s: float = Field(10.0, description="how often pipeline health is refreshed")
     dashboard_probe_timeout_s: float = Field(2.0, description="timeout of one health probe (Connect, Prefect, ...)")
