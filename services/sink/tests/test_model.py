@@ -81,3 +81,11 @@ def test_create_table_sql_partitions_by_day_with_default_partition_and_indexes()
 def test_unpartitioned_ledger_has_no_default_partition():
     stmts = model.create_table_sql(model.S3_OBJECTS, "bronze")
     assert "PARTITION" not in " ".join(stmts)
+
+
+@pytest.mark.parametrize("stem", list(_connector_files()))
+def test_connector_file_reads_confluent_ids_as_content_ids(stem):
+    cfg = _connector_files()[stem]["config"]
+    assert cfg["value.converter.apicurio.registry.id-handler"] == "io.apicurio.registry.serde.Legacy4ByteIdHandler"
+    assert cfg["value.converter.apicurio.registry.use-id"] == "contentId"
+    assert "value.converter.apicurio.registry.as-confluent" not in cfg

@@ -5,7 +5,12 @@ ever committed:
 
 - `${env:NAME}`: the environment variable NAME; for `COINPULSE_<FIELD>` the Settings field's value when unset
   (same syntax as Kafka Connect's EnvVarConfigProvider, so the files also work on a worker configured with it);
-- `${coinpulse:KEY}`: computed values — `jdbc_url`, `topic_prefix`, `schema_prefix` (the test namespace).
+- `${coinpulse:KEY}`: computed values — `jdbc_url`, `registry_v2_url` (what the Apicurio converter speaks),
+  `topic_prefix`, `schema_prefix` (the test namespace).
+
+Each file pins the value converter: the Apicurio 2.6 converter reads the Confluent 4-byte id as a contentId (what
+Apicurio 3's ccompat API hands out) only with the Legacy4ByteIdHandler set explicitly; with `as-confluent=true`
+it resolves it as a globalId, which names a different schema as soon as the two numbers diverge.
 
 An unresolvable placeholder is an error: nothing half-rendered is sent to Connect.
 """
@@ -52,6 +57,7 @@ def computed(s: SinkSettings, names: Names) -> dict[str, str]:
         "jdbc_url": f"jdbc:postgresql://{s.host}:{s.postgres_port}/{s.pg_database}",
         "topic_prefix": names.topic_prefix,
         "schema_prefix": names.schema_prefix,
+        "registry_v2_url": s.registry.split("/apis/")[0] + "/apis/registry/v2",
     }
 
 
