@@ -3,6 +3,7 @@ Expected answers are computed in plain Python from what the fixture wrote."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import statistics
 from datetime import UTC, datetime
@@ -146,3 +147,33 @@ async def test_health_snapshot_against_the_stack(dash_settings, tables):
     assert snap["connect"]["state"] in ("up", "degraded") and isinstance(snap["connect"]["connectors"], list)
     assert snap["prefect"]["state"] in ("up", "degraded") and isinstance(snap["prefect"]["runs"], list)
     assert datetime.now(UTC).timestamp() - snap["at"] < 60
+
+
+async def test_api_says_it_waits_for_data_before_the_tables_exist(stack):
+    from aiohttp.test_utils import TestClient, TestServer
+    from coinpulse_dashboard.app import create_app
+    from coinpulse_dashboard.settings import DashboardSettings
+
+    s = DashboardSettings(_env_file=None, dashboard_gold_schema="dash_absent", dashboard_silver_schema="dash_absent",
+                          dashboard_health_s=60)
+    async with TestClient(TestServer(create_app(s))) as client:
+        r = await client.get("/api/overview")
+        assert r.status == 503 and (await r.json())["error"].startswith("waiting for data")
+        r = await client.get("/api/series?market=KRW-BTC&tf=1m")
+        assert r.status == 503
+
+
+async def test_overview_is_served_from_memory_until_the_data_changes(dash_settings):
+    from aiohttp.test_utils import TestClient, TestServer
+    from coinpulse_dashboard.app import STATE, create_app
+
+    app = create_app(dash_settings)
+    async with TestClient(TestServer(app)) as client:
+        deadline = asyncio.get_running_loop().time() + 10
+        while app[STATE]["version_key"] is None:
+            assert asyncio.get_running_loop().time() < deadline, "version watcher never ran"
+            await asyncio.sleep(0.05)
+        first = await (await client.get("/api/overview")).json()
+        assert app[STATE]["overview"][0] == app[STATE]["version_key"]
+        again = await (await client.get("/api/overview")).json()
+        assert again == first and len(first["top_trade_value"]) == 10

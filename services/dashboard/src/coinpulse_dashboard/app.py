@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import psycopg
 from aiohttp import web
 from coinpulse_common.logging import get_logger
 from psycopg_pool import AsyncConnectionPool
@@ -240,6 +241,8 @@ async def errors(request: web.Request, handler):
         return await handler(request)
     except web.HTTPException:
         raise
+    except psycopg.errors.UndefinedTable as e:  # the sink has not created its tables yet
+        return _json({"error": f"waiting for data: {e.diag.message_primary}"}, status=503)
     except Exception as e:
         log.warning("request failed", path=request.path, error=f"{type(e).__name__}: {e}")
         return _json({"error": f"{type(e).__name__}"}, status=503)

@@ -44,7 +44,11 @@
   function ago(s) { const a = age(s); return a === "now" || a === "no data" ? a : a + " ago"; }
   async function getJSON(url) {
     const r = await fetch(url, { cache: "no-store" });
-    if (!r.ok) throw new Error(url + " -> " + r.status);
+    if (!r.ok) {
+      let msg = url.split("?")[0] + " -> " + r.status;
+      try { const b = await r.json(); if (b.error) msg = b.error; } catch (e) { /* not JSON */ }
+      throw new Error(msg);
+    }
     return r.json();
   }
 
