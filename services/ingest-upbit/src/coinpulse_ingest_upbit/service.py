@@ -66,6 +66,7 @@ class UpbitIngest:
         self._rest_ready: dict[str, float] = {}
         self._keys: dict[str, bytes] = {}
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._live = False  # the current connection has delivered a frame: its subscription is in effect
         self.http: aiohttp.ClientSession | None = None
 
     # --- hot path ----------------------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ class UpbitIngest:
     async def _pump_loop(self) -> None:
         while True:
             self.sink.pump()
-            if self._pending and self._ws is not None and self.stats.connected and (
+            if self._pending and self._live and (  # only once a subscription is live (see connect_once)
                     self._backfill_task is None or self._backfill_task.done()):
                 self._backfill_task = asyncio.create_task(self._backfill(""))
             await asyncio.sleep(0.02)
@@ -355,6 +356,7 @@ class UpbitIngest:
                         frames += 1
                         on_frame(msg.data, conn_id, frames)
                         if frames == 1:  # subscription is live: everything from here on arrives on the socket
+                            self._live = True
                             if self._backfill_task is not None and not self._backfill_task.done():
                                 self._backfill_task.cancel()
                             self._backfill_task = asyncio.create_task(self._backfill(conn_id))
@@ -363,6 +365,7 @@ class UpbitIngest:
                         break
             finally:
                 self.stats.connected = False
+                self._live = False
                 self._ws = None
                 for h in helpers:
                     h.cancel()
