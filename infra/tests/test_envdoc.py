@@ -1,5 +1,4 @@
 import pytest
-
 from coinpulse_common.paths import repo_root
 from coinpulse_platform import envdoc
 
@@ -10,7 +9,7 @@ def test_readme_lists_every_setting_and_is_current():
     readme = (repo_root() / "README.md").read_text()
     assert envdoc.render(readme) == readme, "README settings table is stale: run `uv run python -m " \
                                             "coinpulse_platform.envdoc --write`"
-    for where, cls in envdoc.settings_classes():
+    for _where, cls in envdoc.settings_classes():
         for name in cls.model_fields:
             assert f"`COINPULSE_{name.upper()}`" in readme
 

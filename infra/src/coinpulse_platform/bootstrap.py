@@ -164,11 +164,12 @@ def all_(s: Settings) -> dict:
 
 
 def connectors(s: Settings) -> None:
-    """Apply connect/*.json through the sink service's own applier, when the sink service is installed."""
+    """Migrate the database and apply connect/*.json through the sink service, when it is installed."""
     import importlib.util
     import subprocess
     import sys
 
     if importlib.util.find_spec("coinpulse_sink") is None:
         return
-    subprocess.run([sys.executable, "-m", "coinpulse_sink", "apply-connectors"], check=False)
+    subprocess.run([sys.executable, "-m", "coinpulse_sink", "migrate"], check=True)
+    subprocess.run([sys.executable, "-m", "coinpulse_sink", "apply"], check=True)

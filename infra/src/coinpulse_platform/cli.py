@@ -122,6 +122,23 @@ def sim(ctx: click.Context, name: str) -> None:
     services.run_foreground(module, ctx.args)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("sql")
+@click.pass_context
+def query(ctx: click.Context, sql: str) -> None:
+    """One SQL query across PostgreSQL, the S3 Parquet tier and the local archive (DuckDB)."""
+    from coinpulse_platform import services
+    services.run_foreground("coinpulse_flows", ["query", sql, *ctx.args])
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def backfill(ctx: click.Context) -> None:
+    """Rebuild silver and gold for a time range from bronze: `coinpulse backfill --from … --to … [--source …]`."""
+    from coinpulse_platform import services
+    services.run_foreground("coinpulse_flows", ["backfill", *ctx.args])
+
+
 @main.group()
 def schemas() -> None:
     """Avro contracts in schemas/ versus the registry."""
