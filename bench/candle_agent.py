@@ -244,9 +244,9 @@ def main() -> None:
                 rd.poll(0)
             time.sleep(max(0.0, next_t - time.monotonic()))
         p.flush(10)
-        # minutes that ended after both apps were surely up and before the feed stopped
+        # minute ends (m) when both apps were surely up, early enough for the candle to be out before the feed stopped
         minutes = [m for m in range((int(t0 * 1000) // 60_000 + 1) * 60_000, int(time.time() * 1000), 60_000)
-                   if m - 60_000 >= t0 * 1000 + 20_000 and m + GRACE_MS + 1_000 < time.time() * 1000]
+                   if m >= t0 * 1000 + 20_000 and m + GRACE_MS + 1_000 < time.time() * 1000]
         for name, rd in readers.items():
             delays = [rd.seen_at[(mk, m - 60_000)] * 1000 - m for m in minutes for mk in MARKETS
                       if (mk, m - 60_000) in rd.seen_at]

@@ -31,8 +31,10 @@ class Agents:
         self.procs: list[subprocess.Popen] = []
 
     def start(self) -> subprocess.Popen:
-        env = self.topic_set.agent_env(self.app_id, free_port(), **self.settings)
+        port = free_port()
+        env = self.topic_set.agent_env(self.app_id, port, **self.settings)
         proc = start_agent(env, str(self.log_dir / f"{self.app_id}.log"))
+        proc.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc
 

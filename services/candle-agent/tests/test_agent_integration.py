@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from coinpulse_candle_agent import synthetic
 from coinpulse_candle_agent.clock import Timing
@@ -197,3 +198,35 @@ def test_fast_wire_decoder_reads_what_topic_codec_writes(stack, topic_set):
         k: v for k, v in slow.items() if k not in ("trade_timestamp", "received_at")}
     with pytest.raises(WireFormatError):
         AvroValueDecoder(stack).decode(data + b"\x00")
+
+
+def test_two_workers_sharing_partitions_give_the_candles_of_one(stack, topic_set, agents):
+    timing = Timing(2_000, 600_000)
+    trades = synthetic.trades(MARKETS, BASE, 15 * 60_000, 3_000, seed=31)
+    order = synthetic.arrival_order(trades, seed=32, dup_rate=0.02, delays=(1_000, 30_000), delay_rate=0.03)
+    want, _ = expected_1m(order, timing)
+    a = agents(grace_ms=timing.grace_ms, lateness_ms=timing.lateness_ms, idle_after_ms=1_000, mentions="false",
+               batch_size=500, session_timeout_s=6)
+    first = a.start()
+    reader = TopicReader(stack, topic_set.topic("1m"), topics.CANDLE_1M, 3)
+    half = len(order) // 2
+    produce_trades(stack, topic_set.topic("trade"), order[:half])
+    deadline = time.monotonic() + 90
+    while len(reader.last) < 5:  # the first worker is running
+        reader.poll()
+        assert first.poll() is None and time.monotonic() < deadline, a.log()[-3000:]
+    second = a.start()  # joins: partitions and their state move between the workers
+    produce_trades(stack, topic_set.topic("trade"), order[half:])
+    wait_for_candles(reader, want, 180, alive=lambda: first.poll() is None and second.poll() is None)
+    assert set(reader.last) == set(want)
+    reader.close()
+
+    def owned(proc) -> set[str]:
+        text = httpx.get(proc.metrics_url, timeout=5).text
+        return {line.split('"')[1] for line in text.splitlines() if line.startswith("coinpulse_candle_open_buckets")}
+
+    deadline = time.monotonic() + 30
+    while not (owned(first) and owned(second)):  # both workers hold partitions after the rebalance
+        assert time.monotonic() < deadline, (owned(first), owned(second))
+        time.sleep(0.5)
+    assert owned(first) | owned(second) == {"0", "1", "2"} and not owned(first) & owned(second)

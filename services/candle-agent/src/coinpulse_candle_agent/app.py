@@ -105,7 +105,12 @@ class CandleAgent:
         if s.candle_mentions:
             self._setup_mentions()
         app.timer(s.candle_timer_interval_s, name="advance_idle")(self._advance_idle)
-        app.page("/metrics")(self._metrics_page)
+        agent = self
+
+        async def metrics(view: Any, request: Any) -> Any:  # becomes View.get: (view, request)
+            return view.text(agent.metrics_text())
+
+        app.page("/metrics")(metrics)
         app.on_partitions_revoked.connect(self._on_revoked)
 
     # -- candles ---------------------------------------------------------------------------------------------
@@ -298,6 +303,3 @@ class CandleAgent:
                     lines.append(f'coinpulse_{name}_event_time_ms{{partition="{p}"}} {eng.watermark}')
                 lines.append(f'coinpulse_{name}_open_buckets{{partition="{p}"}} {len(eng.buckets)}')  # type: ignore[attr-defined]
         return "\n".join(lines) + "\n"
-
-    async def _metrics_page(self, web: Any, request: Any) -> Any:
-        return web.text(self.metrics_text())
