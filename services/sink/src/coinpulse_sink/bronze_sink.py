@@ -8,6 +8,7 @@ is acknowledged by Kafka.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any
@@ -44,7 +45,9 @@ class BronzeS3Sink:
         self.dead = DeadLetters("sink", self.producer, s)
         self.dead.topic = names.topic(topics.dlq("sink"))
         self._de = AvroDeserializer(registry_client(s.registry))
-        self.consumer = consumer(names.connector_prefix + s.sink_bronze_group, s)
+        group = names.connector_prefix + s.sink_bronze_group
+        # static membership: a restarted sink takes its partitions back at once instead of after a session timeout
+        self.consumer = consumer(group, s, **{"group.instance.id": f"{group}-{s.sink_bronze_instance or socket.gethostname()}"})
         self.pending_commit: dict[tuple[str, int], int] = {}  # offsets past dead letters with no open object
         self.alive = False
         self.last_error: str | None = None

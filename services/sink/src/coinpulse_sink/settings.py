@@ -26,6 +26,7 @@ class SinkSettings(Settings):
     sink_partition_interval_s: float = Field(3600.0, description="how often partitions are created ahead")
     sink_bronze: bool = Field(True, description="run the bronze S3 sink (upbit.raw, dc.raw -> JSON lines)")
     sink_bronze_group: str = Field("coinpulse-sink-bronze", description="consumer group of the bronze S3 sink")
+    sink_bronze_instance: str = Field("", description="static group member id of this sink (default: host name)")
     sink_bronze_flush_records: int = Field(5000, description="an object closes at this many records")
     sink_bronze_flush_bytes: int = Field(8 * 1024 * 1024, description="an object closes at this size")
     sink_bronze_max_age_s: float = Field(60.0, description="an open object is written after this long")
