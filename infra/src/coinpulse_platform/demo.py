@@ -1,18 +1,104 @@
-"""`make demo`: the whole pipeline on the bundled simulators (grows as the services land)."""
+"""`make demo`: the whole pipeline on the bundled simulators, then where to look.
+
+Starts (idempotently; already running processes are kept) the Upbit simulator replaying the bundled hour, the gallery
+site, the sink (migrations + connectors + bronze S3 sink), ingest-upbit, crawl-dc, the candle agent, the Prefect flow
+deployments and the dashboard, each detached with its log in `.coinpulse/logs/`. Then waits until candles and
+mentions reach PostgreSQL and prints a summary. `make down` stops everything.
+"""
 
 from __future__ import annotations
 
-from coinpulse_common.settings import get_settings
+import sys
+import time
+
+import httpx
+import psycopg
+from coinpulse_common.settings import Settings, get_settings
+
+from coinpulse_platform import services
+
+DEMO_MARKETS = ""  # empty: ingest picks the top 15 by trade value from the simulator's REST API
 
 
-def main() -> None:
+def plan(s: Settings) -> list[tuple[str, str, list[str], dict[str, str]]]:
+    sim_upbit = f"{s.host}:{s.sim_upbit_port}"
+    return [
+        ("sim-upbit", "coinpulse_sim_upbit",
+         ["--recording", "default", "--speed", "1", "--port", str(s.sim_upbit_port)], {}),
+        ("sim-dcinside", "coinpulse_sim_dcinside",
+         ["--port", str(s.sim_dcinside_port), "--posts-per-minute", "6", "--comments-per-minute", "20"], {}),
+        ("sink", "coinpulse_sink", ["run"], {}),
+        ("ingest-upbit", "coinpulse_ingest_upbit", [],
+         {"COINPULSE_UPBIT_WS_URL": f"ws://{sim_upbit}/websocket/v1",
+          "COINPULSE_UPBIT_REST_URL": f"http://{sim_upbit}", "COINPULSE_MARKETS": DEMO_MARKETS}),
+        # a demo wants community data within a minute; production keeps the polite 5-minute default
+        ("crawl-dc", "coinpulse_crawl_dc", [],
+         {"COINPULSE_DC_BASE_URL": f"http://{s.host}:{s.sim_dcinside_port}", "COINPULSE_DC_INTERVAL": "60",
+          "COINPULSE_DC_DOWNLOAD_DELAY": "1.0"}),
+        ("candle-agent", "coinpulse_candle_agent", [], {}),
+        ("flows", "coinpulse_flows", ["serve"], {}),
+        ("dashboard", "coinpulse_dashboard", [], {}),
+    ]
+
+
+def _count(s: Settings, sql: str) -> int:
+    try:
+        with psycopg.connect(s.pg_dsn(), connect_timeout=3) as c:
+            return int(c.execute(sql).fetchone()[0])
+    except psycopg.Error:
+        return 0
+
+
+def wait_for_data(s: Settings, timeout: float = 600.0, progress=print) -> dict[str, int]:
+    """Poll PostgreSQL until candles and mentions have arrived (or time out with what is missing)."""
+    queries = {
+        "trades": "SELECT count(*) FROM silver.trades",
+        "candles_1m": "SELECT count(*) FROM gold.candles WHERE interval = '1m'",
+        "mentions_1m": "SELECT count(*) FROM gold.mentions_1m",
+        "posts": "SELECT count(*) FROM silver.posts",
+    }
+    t0 = time.monotonic()
+    last = ""
+    while True:
+        counts = {k: _count(s, q) for k, q in queries.items()}
+        line = "  ".join(f"{k}={v}" for k, v in counts.items())
+        if line != last:
+            progress(f"[{time.monotonic() - t0:5.0f}s] {line}")
+            last = line
+        if counts["candles_1m"] > 0 and counts["mentions_1m"] > 0:
+            return counts
+        if time.monotonic() - t0 > timeout:
+            missing = [k for k in ("candles_1m", "mentions_1m") if counts[k] == 0]
+            raise TimeoutError(f"no {', '.join(missing)} in PostgreSQL after {timeout:.0f}s; "
+                               "see `uv run coinpulse logs candle-agent` / `sink` / `connect`")
+        time.sleep(2)
+
+
+def main(argv: list[str] | None = None) -> int:
     s = get_settings()
-    print("coinpulse demo — the platform is up:")
-    print(f"  Prefect UI        http://{s.host}:{s.prefect_port}/")
-    print(f"  schema registry   {s.registry}")
-    print(f"  Kafka             {s.bootstrap}   (try: uv run coinpulse topics list)")
-    print("The services, simulators and dashboard are coming; `make down` stops the stack.")
+    print("coinpulse demo: starting the simulators and services (already running ones are kept)")
+    for name, module, args, env in plan(s):
+        pid = services.start_detached(name, module, args, env)
+        print(f"  {name:13s} pid {pid:<7d} log: uv run coinpulse logs {name}")
+    print("waiting for candles and mentions to reach PostgreSQL (the first minute closes ~65 s after start) …")
+    try:
+        counts = wait_for_data(s, timeout=float((argv or sys.argv[1:] or ["600"])[0]))
+    except TimeoutError as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 1
+    ok = httpx.get(f"http://{s.host}:{s.dashboard_port}/", timeout=10).status_code == 200
+    print()
+    print("coinpulse is running on the bundled simulators:")
+    print(f"  dashboard        http://{s.host}:{s.dashboard_port}/{'' if ok else '  (not answering yet)'}")
+    print(f"  Prefect UI       http://{s.host}:{s.prefect_port}/")
+    print("  live candles     uv run coinpulse topics tail candle.1m --follow")
+    print("  all topics       uv run coinpulse topics list")
+    print("  one query        uv run coinpulse query \"SELECT market, count(*) FROM gold.candles GROUP BY 1\"")
+    print(f"  so far           {counts['trades']} trades, {counts['candles_1m']} 1-minute candles, "
+          f"{counts['mentions_1m']} mention rows, {counts['posts']} posts")
+    print("  stop everything  make down")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,6 +17,7 @@ SERVICES = {
     "candle-agent": "coinpulse_candle_agent",
     "sink": "coinpulse_sink",
     "dashboard": "coinpulse_dashboard",
+    "flows": "coinpulse_flows",
 }
 SIMULATORS = {
     "upbit": "coinpulse_sim_upbit",
