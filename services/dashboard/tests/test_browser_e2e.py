@@ -5,17 +5,10 @@ chart, fill the tables with the expected rows, show hostile post titles as inert
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -23,58 +16,13 @@ import pytest
 import websockets
 from coinpulse_common.paths import state_dir
 from coinpulse_dashboard import sample
+from coinpulse_dashboard.browser import CANVAS_PIXELS, Page
+from coinpulse_dashboard.browser import chromium as browser_chromium
+from coinpulse_dashboard.browser import free_port as _free_port
+from coinpulse_dashboard.browser import wait as _wait
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("COINPULSE_CHROMIUM", "/usr/bin/chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(pred, timeout_s: float, what: str, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Page:
-    """A minimal CDP client: one page target, request/response by id, events ignored."""
-
-    def __init__(self, ws):
-        self.ws, self.ids = ws, itertools.count(1)
-
-    async def send(self, method: str, **params):
-        i = next(self.ids)
-        await self.ws.send(json.dumps({"id": i, "method": method, "params": params}))
-        while True:
-            msg = json.loads(await self.ws.recv())
-            if msg.get("id") == i:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-
-    async def js(self, expr: str):
-        r = await self.send("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"{expr}: {r['exceptionDetails']}")
-        return r["result"].get("value")
-
-    async def until(self, expr: str, timeout_s: float, what: str):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            v = await self.js(expr)
-            if v:
-                return v
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}: {expr}")
 
 
 @pytest.fixture(scope="module")
@@ -108,46 +56,14 @@ def dashboard(stack, sample_day, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def chromium(tmp_path_factory):
-    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} missing: apt-get install -y chromium"
-    profile = tmp_path_factory.mktemp("chromium")
-    log = profile / "chromium.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                                 "--disable-dev-shm-usage", "--hide-scrollbars", "--remote-debugging-port=0",
-                                 "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}",
-                                 "--window-size=1600,1200", "about:blank"], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        port_file = profile / "DevToolsActivePort"
-        _wait(lambda: port_file.is_file() and port_file.read_text().strip(), 30, "chromium's DevTools port")
-        port = int(port_file.read_text().split()[0])
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(profile, ignore_errors=True)
+def chromium():
+    with browser_chromium() as endpoint:
+        yield endpoint
 
 
 def _expected_top(day: sample.SampleDay) -> list[str]:
     tv = {m: sum(r[6] for r in rows) for m, rows in day.candles_1m.items()}
     return sorted(tv, key=lambda m: -tv[m])[:10]
-
-
-CANVAS_PIXELS = """(() => {
-  let up = 0, down = 0;
-  for (const c of document.querySelectorAll('#chart canvas')) {
-    if (!c.width || !c.height) continue;
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    for (let i = 0; i < d.length; i += 4) {
-      if (Math.abs(d[i] - 38) < 4 && Math.abs(d[i+1] - 194) < 4 && Math.abs(d[i+2] - 129) < 4) up++;
-      if (Math.abs(d[i] - 240) < 4 && Math.abs(d[i+1] - 90) < 4 && Math.abs(d[i+2] - 90) < 4) down++;
-    }
-  }
-  return {up, down, canvases: document.querySelectorAll('#chart canvas').length};
-})()"""
 
 
 async def test_dashboard_in_chromium(stack, sample_day, dashboard, chromium):

@@ -1,0 +1,108 @@
+"""A minimal headless-Chromium driver over the Chrome DevTools Protocol, for the dashboard's browser tests and
+for screenshots of a running dashboard (Debian's /usr/bin/chromium; no browser downloads)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+CHROMIUM = os.environ.get("COINPULSE_CHROMIUM", "/usr/bin/chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait(pred, timeout_s: float, what: str, interval_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Page:
+    """A minimal CDP client: one page target, request/response by id, events ignored."""
+
+    def __init__(self, ws):
+        self.ws, self.ids = ws, itertools.count(1)
+
+    async def send(self, method: str, **params):
+        i = next(self.ids)
+        await self.ws.send(json.dumps({"id": i, "method": method, "params": params}))
+        while True:
+            msg = json.loads(await self.ws.recv())
+            if msg.get("id") == i:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    async def js(self, expr: str):
+        r = await self.send("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"{expr}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    async def until(self, expr: str, timeout_s: float, what: str):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            v = await self.js(expr)
+            if v:
+                return v
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}: {expr}")
+
+
+CANVAS_PIXELS = """(() => {
+  let up = 0, down = 0;
+  for (const c of document.querySelectorAll('#chart canvas')) {
+    if (!c.width || !c.height) continue;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4) {
+      if (Math.abs(d[i] - 38) < 4 && Math.abs(d[i+1] - 194) < 4 && Math.abs(d[i+2] - 129) < 4) up++;
+      if (Math.abs(d[i] - 240) < 4 && Math.abs(d[i+1] - 90) < 4 && Math.abs(d[i+2] - 90) < 4) down++;
+    }
+  }
+  return {up, down, canvases: document.querySelectorAll('#chart canvas').length};
+})()"""
+
+
+
+@contextlib.contextmanager
+def chromium(width: int = 1600, height: int = 1200) -> Iterator[str]:
+    """Start headless Chromium; yields its DevTools HTTP endpoint."""
+    if not Path(CHROMIUM).is_file():
+        raise RuntimeError(f"{CHROMIUM} missing: apt-get install -y chromium (or set COINPULSE_CHROMIUM)")
+    profile = Path(tempfile.mkdtemp(prefix="coinpulse-chromium-"))
+    log = profile / "chromium.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                 "--disable-dev-shm-usage", "--hide-scrollbars", "--remote-debugging-port=0",
+                                 "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}",
+                                 f"--window-size={width},{height}", "about:blank"], stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        wait(lambda: port_file.is_file() and port_file.read_text().strip(), 30, "chromium's DevTools port")
+        yield f"http://127.0.0.1:{int(port_file.read_text().split()[0])}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -1,0 +1,88 @@
+"""End to end: `python -m coinpulse_platform.demo` on the bundled simulators, then the dashboard in headless Chromium
+against the running demo. The bundled recording's markets must appear with live candles, mentions and posts; a
+screenshot goes to .coinpulse/screenshots/demo.png. The demo's processes are stopped afterwards."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import subprocess
+import sys
+
+import httpx
+import psycopg
+import pytest
+import websockets
+from coinpulse_common.paths import repo_root, state_dir
+from coinpulse_dashboard.browser import CANVAS_PIXELS, Page
+from coinpulse_dashboard.browser import chromium as browser_chromium
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _recording_markets() -> set[str]:
+    markets = set()
+    path = repo_root() / "services" / "sim-upbit" / "data" / "default.jsonl.gz"
+    with gzip.open(path, "rt") as f:
+        for i, line in enumerate(f):
+            msg = json.loads(line)["msg"]
+            code = msg.get("code") or msg.get("cd")
+            if code:
+                markets.add(code)
+            if i > 5000:
+                break
+    return markets
+
+
+@pytest.fixture(scope="module")
+def demo(stack):
+    from coinpulse_platform import services
+
+    r = subprocess.run([sys.executable, "-m", "coinpulse_platform.demo", "420"], capture_output=True, text=True,
+                       timeout=600)
+    try:
+        assert r.returncode == 0, f"demo failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        assert "http://127.0.0.1:28000/" in r.stdout or f":{stack.dashboard_port}/" in r.stdout
+        yield r.stdout
+    finally:
+        services.stop_all()
+
+
+async def test_demo_reaches_postgres_and_the_dashboard_shows_it(stack, demo):
+    markets = _recording_markets()
+    assert len(markets) >= 10
+    with psycopg.connect(stack.pg_dsn(), autocommit=True) as c:
+        in_pg = {m for (m,) in c.execute("SELECT DISTINCT market FROM gold.candles WHERE interval = '1m'")}
+        n_mentions = c.execute("SELECT count(*) FROM gold.mentions_1m").fetchone()[0]
+    assert in_pg and in_pg <= markets, in_pg - markets
+    assert n_mentions > 0
+
+    url = f"http://{stack.host}:{stack.dashboard_port}"
+    market = sorted(in_pg)[0]
+    with browser_chromium() as endpoint:
+        async with httpx.AsyncClient() as http:
+            targets = (await http.get(f"{endpoint}/json/list")).json()
+        ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+        async with websockets.connect(ws_url, max_size=64 << 20) as ws:
+            page = Page(ws)
+            await page.send("Page.enable")
+            await page.send("Runtime.enable")
+            await page.send("Emulation.setDeviceMetricsOverride", width=1600, height=1200, deviceScaleFactor=1,
+                            mobile=False)
+            await page.send("Page.navigate", url=f"{url}/#{market}")
+            await page.until("document.body && document.body.dataset.ready === '1' && "
+                             "window.coinpulse.bars.length > 0", 60, "the first render with candles")
+            px = await page.until(f"(() => {{ const p = {CANVAS_PIXELS}; return (p.up + p.down) > 20 && p; }})()",
+                                  20, "candles drawn on the canvas")
+            assert px["canvases"] >= 2
+            top = await page.until("(() => { const r = [...document.querySelectorAll('#top-table tbody tr')]"
+                                   ".map(r => r.dataset.market); return r.length > 0 && r; })()", 20,
+                                   "the top-10 table")
+            assert set(top) <= markets and len(top) == min(10, len(in_pg))
+            await page.until("document.querySelectorAll('#health .hbox').length >= 4", 20, "the health panel")
+            shot = await page.send("Page.captureScreenshot", format="png")
+    out = state_dir() / "screenshots" / "demo.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(base64.b64decode(shot["data"]))
+    assert out.stat().st_size > 20_000
