@@ -187,7 +187,9 @@ def test_topics_cli_lists_describes_and_tails(stack, unique):
     assert p.flush(15) == 0
     cli = [sys.executable, "-m", "coinpulse_platform.cli", "topics"]
     listed = subprocess.run([*cli, "list"], capture_output=True, text=True, timeout=60).stdout
-    assert "candle.1m" in listed and "compact" in listed.split("candle.1m", 1)[1].splitlines()[0]
+    line = next(x for x in listed.splitlines() if x.split()[0] == "candle.1m")
+    assert "cleanup=compact" in line and "gold" in line
+    assert any(x.split()[0] == topic and "messages=3" in x for x in listed.splitlines())
     desc = subprocess.run([*cli, "describe", topic], capture_output=True, text=True, timeout=60).stdout
     assert "high=3" in desc
     out = subprocess.run([*cli, "tail", topic, "--from-beginning", "--max", "3", "--json"], capture_output=True,
