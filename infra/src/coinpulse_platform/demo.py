@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import UTC, datetime
 
 import httpx
 import psycopg
@@ -41,26 +42,27 @@ def plan(s: Settings) -> list[tuple[str, str, list[str], dict[str, str]]]:
     ]
 
 
-def _count(s: Settings, sql: str) -> int:
+def _count(s: Settings, sql: str, since: datetime) -> int:
     try:
         with psycopg.connect(s.pg_dsn(), connect_timeout=3) as c:
-            return int(c.execute(sql).fetchone()[0])
+            return int(c.execute(sql, {"since": since} if "%(since)s" in sql else None).fetchone()[0])
     except psycopg.Error:
         return 0
 
 
 def wait_for_data(s: Settings, timeout: float = 600.0, progress=print) -> dict[str, int]:
-    """Poll PostgreSQL until candles and mentions have arrived (or time out with what is missing)."""
+    """Poll PostgreSQL until candles and mentions emitted by this run have arrived (or time out)."""
+    since = datetime.now(UTC)
     queries = {
         "trades": "SELECT count(*) FROM silver.trades",
-        "candles_1m": "SELECT count(*) FROM gold.candles WHERE interval = '1m'",
-        "mentions_1m": "SELECT count(*) FROM gold.mentions_1m",
+        "candles_1m": "SELECT count(*) FROM gold.candles WHERE interval = '1m' AND emitted_at >= %(since)s",
+        "mentions_1m": "SELECT count(*) FROM gold.mentions_1m WHERE emitted_at >= %(since)s",
         "posts": "SELECT count(*) FROM silver.posts",
     }
     t0 = time.monotonic()
     last = ""
     while True:
-        counts = {k: _count(s, q) for k, q in queries.items()}
+        counts = {k: _count(s, q, since) for k, q in queries.items()}
         line = "  ".join(f"{k}={v}" for k, v in counts.items())
         if line != last:
             progress(f"[{time.monotonic() - t0:5.0f}s] {line}")
@@ -72,6 +74,18 @@ def wait_for_data(s: Settings, timeout: float = 600.0, progress=print) -> dict[s
             raise TimeoutError(f"no {', '.join(missing)} in PostgreSQL after {timeout:.0f}s; "
                                "see `uv run coinpulse logs candle-agent` / `sink` / `connect`")
         time.sleep(2)
+
+
+def wait_for_dashboard(s: Settings, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://{s.host}:{s.dashboard_port}/", timeout=3).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except TimeoutError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 1
-    ok = httpx.get(f"http://{s.host}:{s.dashboard_port}/", timeout=10).status_code == 200
+    ok = wait_for_dashboard(s)
     print()
     print("coinpulse is running on the bundled simulators:")
     print(f"  dashboard        http://{s.host}:{s.dashboard_port}/{'' if ok else '  (not answering yet)'}")
