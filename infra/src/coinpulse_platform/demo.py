@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
@@ -27,7 +27,9 @@ def plan(s: Settings) -> list[tuple[str, str, list[str], dict[str, str]]]:
         ("sim-upbit", "coinpulse_sim_upbit",
          ["--recording", "default", "--speed", "1", "--port", str(s.sim_upbit_port)], {}),
         ("sim-dcinside", "coinpulse_sim_dcinside",
-         ["--port", str(s.sim_dcinside_port), "--posts-per-minute", "6", "--comments-per-minute", "20"], {}),
+         ["--port", str(s.sim_dcinside_port), "--posts-per-minute", "6", "--comments-per-minute", "20",
+          # the seeded initial community is dated in the last hours; live posts arrive in real time
+          "--start", (datetime.now(UTC) - timedelta(hours=3)).isoformat(timespec="seconds")], {}),
         ("sink", "coinpulse_sink", ["run"], {}),
         ("ingest-upbit", "coinpulse_ingest_upbit", [],
          {"COINPULSE_UPBIT_WS_URL": f"ws://{sim_upbit}/websocket/v1",

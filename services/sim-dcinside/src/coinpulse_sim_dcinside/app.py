@@ -145,7 +145,8 @@ class Site:
         return web.json_response({"block_after": self.block_after, "faults": self.faults})
 
     async def grow(self) -> None:
-        """Posts and comments arriving over time (Poisson-ish, one tick a second)."""
+        """Posts and comments arriving over time (Poisson-ish, one tick a second), stamped no later than now."""
+        self.c.live = True
         while True:
             await asyncio.sleep(1.0)
             rng = self.c.rng

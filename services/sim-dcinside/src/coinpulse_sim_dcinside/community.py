@@ -74,6 +74,7 @@ def to_ms(dt: datetime) -> int:
 class Community:
     def __init__(self, galleries: list[tuple[str, str]], seed: int = 7, start: datetime | None = None):
         self.rng = random.Random(seed)
+        self.live = False
         self.clock = (start or datetime.now(KST)).astimezone(KST).replace(microsecond=0)
         self.galleries = {g: GallerySite(g, k) for g, k in galleries}
         self.token = f"{self.rng.getrandbits(96):024x}"
@@ -86,7 +87,10 @@ class Community:
 
     # ---- generation ------------------------------------------------------------------------------------
     def tick(self, lo: int = 3, hi: int = 60) -> datetime:
-        self.clock += timedelta(seconds=self.rng.randint(lo, hi))
+        nxt = self.clock + timedelta(seconds=self.rng.randint(lo, hi))
+        if self.live:  # arriving in real time: never ahead of the wall clock (unless the start already was)
+            nxt = min(nxt, max(self.clock, datetime.now(KST).replace(microsecond=0)))
+        self.clock = nxt
         return self.clock
 
     def _sentence(self) -> str:
