@@ -27,10 +27,28 @@ def _ensure_stack() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Settings:
-    """The running native stack (its Settings). Started on first use and left running for the next session."""
+def docker_compose_file() -> str:
+    from coinpulse_common.paths import repo_root
+    return str(repo_root() / "compose.yaml")
+
+
+@pytest.fixture(scope="session")
+def stack(request) -> Settings:
+    """The running stack (its Settings), started on first use and left running for the next session.
+
+    Natively by default; with COINPULSE_TEST_STACK=compose on a host with a Docker engine, the same tests run against
+    compose.yaml through pytest-docker (same host ports, so the same Settings apply).
+    """
     if os.environ.get("COINPULSE_TEST_NO_STACK"):
         pytest.fail("this test needs the stack, but COINPULSE_TEST_NO_STACK is set")
+    if os.environ.get("COINPULSE_TEST_STACK") == "compose":
+        from coinpulse_platform.stack import Stack
+        services = request.getfixturevalue("docker_services")
+        s = get_settings()
+        st = Stack(s)
+        services.wait_until_responsive(check=lambda: all(st.healthy(p)[0] for p in st.parts), timeout=600.0,
+                                       pause=2.0)
+        return s
     return _ensure_stack()
 
 
