@@ -221,12 +221,19 @@ def test_two_workers_sharing_partitions_give_the_candles_of_one(stack, topic_set
     assert set(reader.last) == set(want)
     reader.close()
 
-    def owned(proc) -> set[str]:
-        text = httpx.get(proc.metrics_url, timeout=5).text
-        return {line.split('"')[1] for line in text.splitlines() if line.startswith("coinpulse_candle_open_buckets")}
+    trade_topic = topic_set.topic("trade")
 
-    deadline = time.monotonic() + 30
-    while not (owned(first) and owned(second)):  # both workers hold partitions after the rebalance
-        assert time.monotonic() < deadline, (owned(first), owned(second))
+    def owned(proc) -> set[str]:
+        """Partitions of the trade topic the worker's consumer holds now."""
+        text = httpx.get(proc.metrics_url, timeout=5).text
+        return {line.split('partition="')[1].split('"')[0] for line in text.splitlines()
+                if line.startswith(f'coinpulse_candle_assigned{{topic="{trade_topic}"')}
+
+    def split() -> bool:
+        a, b = owned(first), owned(second)
+        return bool(a) and bool(b) and a | b == {"0", "1", "2"} and not a & b
+
+    deadline = time.monotonic() + 120  # a rebalance under load may repeat; wait for the settled assignment
+    while not split():  # both workers hold partitions of the trade topic, each partition exactly one
+        assert time.monotonic() < deadline, (owned(first), owned(second), a.log()[-3000:])
         time.sleep(0.5)
-    assert owned(first) | owned(second) == {"0", "1", "2"} and not owned(first) & owned(second)

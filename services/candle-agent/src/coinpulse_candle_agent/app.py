@@ -295,6 +295,11 @@ class CandleAgent:
 
     def metrics_text(self) -> str:
         lines = [f"coinpulse_candle_{k}_total {v}" for k, v in sorted(self.metrics.items())]
+        try:
+            assigned = sorted(self.app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - no consumer yet (starting up)
+            assigned = []
+        lines += [f'coinpulse_candle_assigned{{topic="{tp.topic}",partition="{tp.partition}"}} 1' for tp in assigned]
         for name, engines in (("candle", self.candles), ("mention", getattr(self, "mentions", None))):
             if engines is None:
                 continue
