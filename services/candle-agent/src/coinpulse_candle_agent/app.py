@@ -25,6 +25,7 @@ from coinpulse_common.logging import get_logger
 from coinpulse_common.paths import state_dir
 from faust.types import TP
 
+from coinpulse_candle_agent.bulk import use_bulk_transport
 from coinpulse_candle_agent.clock import Timing
 from coinpulse_candle_agent.engine import CandleEngine
 from coinpulse_candle_agent.matcher import default_matcher
@@ -78,7 +79,9 @@ class CandleAgent:
             processing_guarantee="at_least_once",
             producer_acks=-1,
             producer_linger_ms=5,
-            stream_buffer_maxsize=max(4096, 2 * s.candle_batch_size),
+            # trades arrive as chunks of up to candle_batch_size records (bulk.py): a few chunks buffered suffice
+            broker_max_poll_records=s.candle_batch_size,
+            stream_buffer_maxsize=64,
             broker_commit_every=max(10_000, s.candle_batch_size),
             table_standby_replicas=0,
             broker_session_timeout=s.candle_session_timeout_s,
@@ -94,6 +97,7 @@ class CandleAgent:
         self.dlq_codec = TopicCodec(s.candle_dlq_topic, s, schema_topic=topics.dlq(SERVICE))
 
         self.trades = app.topic(s.candle_trade_topic, **RAW)
+        use_bulk_transport(app, {s.candle_trade_topic})
         self.out = {iv: app.topic(t, **RAW) for iv, t in s.candle_topics().items()}
         self.late_topic = app.topic(s.candle_late_topic, **RAW)
         self.dlq = app.topic(s.candle_dlq_topic, **RAW)
@@ -115,37 +119,42 @@ class CandleAgent:
 
     # -- candles ---------------------------------------------------------------------------------------------
     async def _build_candles(self, stream: Any) -> None:
-        s = self.s
-        async for events in stream.take_events(s.candle_batch_size, within=s.candle_batch_within_s):
+        # the trade topic is consumed in chunks (bulk.py): one event = a run of records of one partition
+        async for ev in stream.events():
+            m = ev.message
+            records = getattr(m, "records", None) or (m,)
             async with self.lock:
-                last: dict[int, int] = {}
-                for ev in events:
-                    m = ev.message
-                    self._handle_trade(m.partition, m.offset, ev.key, ev.value)
-                    last[m.partition] = m.offset
-                for p, off in last.items():
-                    self.candles.touch(p, off)
+                self._handle_trades(m.partition, records)
+                self.candles.touch(m.partition, records[-1].offset)
                 self.candles.flush()
             await self.app.producer.buffer.wait_until_ebb()
 
-    def _handle_trade(self, partition: int, offset: int, key: bytes | None, raw: bytes | None) -> None:
+    def _handle_trades(self, partition: int, records: Any) -> None:
+        """Records (anything with .offset, .key, .value: aiokafka records or Faust messages) of one partition."""
         eng, restored = self.candles.get(partition)
         self._emit_candles(restored)
-        try:
-            if raw is None:
-                raise BadTrade("null value")
-            rec = self.trade_codec.decode(raw)
-            trade = trade_from_record(rec)
-        except Exception as exc:  # noqa: BLE001 - any undecodable or invalid record is dead-lettered
-            self.metrics["trades_bad"] += 1
-            self._dead_letter(f"{type(exc).__name__}: {exc}", raw, self.s.candle_trade_topic, key, partition, offset)
-            return
-        out = eng.add(trade)  # type: ignore[attr-defined]
-        self.metrics[TRADE_METRIC[out.status]] += 1
-        if out.status == "late":
-            self.late_topic.send_soon(key=trade.market.encode(), value=self.late_codec.encode(rec))
-        if out.emits:
-            self._emit_candles(out.emits)
+        decode, add, emit = self.trade_codec.decode, eng.add, self._emit_candles  # type: ignore[attr-defined]
+        counts: Counter[str] = Counter()
+        for r in records:
+            raw = r.value
+            try:
+                if raw is None:
+                    raise BadTrade("null value")
+                rec = decode(raw)
+                trade = trade_from_record(rec)
+            except Exception as exc:  # noqa: BLE001 - any undecodable or invalid record is dead-lettered
+                counts["trades_bad"] += 1
+                self._dead_letter(f"{type(exc).__name__}: {exc}", raw, self.s.candle_trade_topic, r.key, partition,
+                                  r.offset)
+                continue
+            status, emits = add(trade)
+            counts[status] += 1
+            if status == "late":
+                self.late_topic.send_soon(key=trade.market.encode(), value=self.late_codec.encode(rec))
+            if emits:
+                emit(emits)
+        for k, n in counts.items():
+            self.metrics[TRADE_METRIC.get(k, k)] += n
 
     def _emit_candles(self, emits: list[dict[str, Any]]) -> None:
         ts = now_ms()

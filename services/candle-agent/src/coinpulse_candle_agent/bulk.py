@@ -1,0 +1,87 @@
+"""Batch delivery for high-volume topics: one Faust event per fetched run of records instead of one per record.
+
+Faust's consumer turns every fetched record into a Message, awaits the conductor's callback for it (flow control,
+producer back-pressure, decode, queue put, two tasks in `wait_first`), and the stream then sets, acks and senses
+each event on its own. At tens of thousands of trades per second that per-record machinery costs more than the
+candle rules. For the topics named in `BulkTransport.bulk_topics`, `BulkConsumer.getmany` instead yields one
+`ChunkMessage` per topic-partition and fetch: the message carries the raw aiokafka records in `.records`, and its
+offset is the last record's. Everything else stays Faust's:
+
+- the chunk travels through the conductor, the topic's queue and the agent's stream like any message, so
+  flow control, back-pressure, rebalance waits (`wait_empty`) and acking are unchanged;
+- the offsets before the chunk's last one are registered as an acknowledged gap (the mechanism Faust uses for
+  compacted topics and transaction markers); the commit logic only fills a gap up to the highest *acked*
+  offset, so a chunk's offsets are committed only after the agent has acked the chunk, i.e. processed all of it,
+  and (at-least-once) Faust flushes the producer (state changelog, candles) before it commits.
+
+Other topics (tables' changelogs during recovery, the mention topics) keep the per-record path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage, Message
+
+
+class ChunkMessage(ConsumerMessage):
+    """A consumer message standing for a run of records of one partition (`records`, in offset order)."""
+
+    __slots__ = ("records",)
+
+    def __init__(self, tp: TP, records: list[Any], generation_id: int | None):
+        last = records[-1]
+        super().__init__(
+            tp.topic, tp.partition, last.offset,
+            last.timestamp / 1000.0 if last.timestamp is not None else None,  # type: ignore[arg-type]
+            last.timestamp_type, [], None, b"", None, 0, sum(r.serialized_value_size for r in records), tp,
+            generation_id=generation_id,
+        )
+        self.records = records
+
+
+class BulkConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, but records of bulk topics come out as one ChunkMessage per partition."""
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # type: ignore[override]  # noqa: ASYNC109 - Faust signature
+        bulk_topics: frozenset[str] = self.transport.bulk_topics  # type: ignore[attr-defined]
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            try:
+                await self.perform_seek()
+            except Exception as exc:  # noqa: BLE001 - as Faust's getmany: log and carry on
+                self.log.warning(f"exception performing seek when flow not active {exc}")
+            return
+        to_message = self._to_message
+        for tp, recs in records.items():
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                break  # rebalancing: what is not yielded is fetched again from the committed offsets
+            if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
+                continue
+            if not recs:
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if tp.topic in bulk_topics:
+                if len(recs) > 1:  # [first, last): acked once the chunk (offset `last`) is acked
+                    await self._add_gap(tp, recs[0].offset, recs[-1].offset - 1)
+                yield tp, ChunkMessage(tp, recs, generation_id)
+            else:
+                for rec in recs:
+                    yield tp, to_message(tp, rec)
+
+
+class BulkTransport(faust_aiokafka.Transport):
+    Consumer = BulkConsumer
+    bulk_topics: frozenset[str] = frozenset()
+
+
+def use_bulk_transport(app: Any, bulk_topics: set[str]) -> None:
+    """Make `app` consume `bulk_topics` in chunks (call before the app starts)."""
+    transport = type("AppBulkTransport", (BulkTransport,), {"bulk_topics": frozenset(bulk_topics)})
+    app.transport = transport(app.conf.broker_consumer, app)
