@@ -1,0 +1,343 @@
+"""The whole pipeline under faults, on an isolated second stack (own state folder, every port shifted by 2000).
+
+While the Upbit simulator generates a seeded few-minute feed for three markets (duplicates, reordering, malformed
+frames, a forced WebSocket disconnect every few seconds) and the gallery site serves a seeded community that grows
+during the run, we kill -9 and restart in turn: the broker, the schema registry and Connect (each followed by
+`coinpulse up`), the candle agent, the ingester and the crawler. At the end (feed done, event time past the last
+minute + grace through the agent's idle timer):
+
+- gold.candles (interval 1m) in PostgreSQL equals the reference over the simulator's unique trade history, minute by
+  minute for all markets (OHLC, counts and timestamps exact, volumes within 1e-9 relative);
+- gold.mentions_1m equals a reference computed from the site's content (/sim/state) with the agent's matcher;
+- every post of the site is in silver.posts exactly once, every comment in silver.comments exactly once;
+- every malformed frame the simulator sent is in dlq.ingest-upbit.
+
+The gallery simulator has no malformed-page knob, so no malformed pages are fed (the crawler's own tests cover them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+import pytest
+from coinpulse_candle_agent.matcher import default_matcher
+from coinpulse_candle_agent.mentions import doc_hits
+from coinpulse_candle_agent.reference import candle_diff, reference_candles
+from coinpulse_candle_agent.trades import Trade
+from coinpulse_common.paths import state_dir
+from coinpulse_common.settings import Settings
+from confluent_kafka import Consumer, TopicPartition
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+OFFSET = 2000
+STACK_PORTS = ["KAFKA", "KAFKA_CONTROLLER", "REGISTRY", "REGISTRY_MANAGEMENT", "CONNECT", "POSTGRES", "S3",
+               "PREFECT", "SIM_UPBIT", "SIM_DCINSIDE"]
+METRICS = {"INGEST_METRICS": 28101, "CRAWL_METRICS": 28102, "CANDLE_METRICS": 28103, "SINK_METRICS": 28104}
+MARKETS = "KRW-BTC,KRW-ETH,KRW-XRP"
+GALLERY = "bitcoins_new1"
+FEED_S = 200
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, stack):
+    base = Settings()
+    d = tmp_path_factory.mktemp("stack-fault")
+    os.chmod(d, 0o755)
+    e = {**os.environ, "COINPULSE_STATE_DIR": str(d / "state"), "COINPULSE_JVM_DIR": str(state_dir() / "jvm"),
+         "COINPULSE_LOG_FORMAT": "json"}
+    for name in STACK_PORTS:
+        e[f"COINPULSE_{name}_PORT"] = str(getattr(base, f"{name.lower()}_port") + OFFSET)
+    # dashboard + 2000 would be 30000, the S3 port of the offset-1000 lifecycle stack; the dashboard is not run here
+    e["COINPULSE_DASHBOARD_PORT"] = str(base.dashboard_port + OFFSET + 50)
+    for name, port in METRICS.items():
+        e[f"COINPULSE_{name}_PORT"] = str(port + OFFSET)
+    for k in ("COINPULSE_KAFKA_BOOTSTRAP", "COINPULSE_REGISTRY_URL", "COINPULSE_CONNECT_URL", "COINPULSE_S3_ENDPOINT"):
+        e.pop(k, None)
+    r = cli(e, "up")
+    assert r.returncode == 0, r.stdout + r.stderr
+    yield e
+    subprocess.run([sys.executable, "-m", "coinpulse_platform.cli", "down", "--purge"], env=e, timeout=180,
+                   capture_output=True)
+
+
+def cli(env, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "coinpulse_platform.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def stack_pid(env, part: str) -> int:
+    return json.loads(cli(env, "status", "--json", timeout=60).stdout)[part]["pid"]
+
+
+def get(url: str):
+    try:
+        r = httpx.get(url, timeout=5)
+        return r.json() if r.status_code < 500 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def wait_for(pred, timeout: float, what: str, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(every)
+
+
+def kill9(pid: int) -> None:
+    try:
+        p = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    p.send_signal(signal.SIGKILL)
+    p.wait(30)
+
+
+class Procs:
+    """Service subprocesses of this test, each logging to a file; only these are ever killed."""
+
+    def __init__(self, env: dict[str, str], logs: Path):
+        self.env, self.logs, self.procs = env, logs, {}
+        self.starts: dict[str, tuple[list[str], dict[str, str]]] = {}
+
+    def start(self, name: str, args: list[str], extra: dict[str, str] | None = None) -> subprocess.Popen:
+        self.starts[name] = (args, extra or {})
+        with open(self.logs / f"{name}.log", "ab") as log:
+            p = subprocess.Popen([sys.executable, "-m", *args], env={**self.env, **(extra or {})}, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = p
+        return p
+
+    def kill9_and_restart(self, name: str) -> None:
+        p = self.procs[name]
+        assert p.poll() is None, f"{name} died on its own: {self.tail(name)}"
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(30)
+        self.start(name, *self.starts[name])
+
+    def alive(self, name: str) -> bool:
+        return self.procs[name].poll() is None
+
+    def tail(self, name: str, n: int = 3000) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-n:]
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+
+def pg_rows(env, sql: str) -> list[tuple]:
+    dsn = (f"postgresql://coinpulse:{Settings().pg_superuser_password}@127.0.0.1:{env['COINPULSE_POSTGRES_PORT']}"
+           "/coinpulse")
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as c:
+            return c.execute(sql).fetchall()
+    except psycopg.Error:
+        return []
+
+
+def ms(v) -> int:
+    return v if isinstance(v, int) else int(round(v.timestamp() * 1000))
+
+
+def candles_in_pg(env) -> dict[tuple[str, int], dict]:
+    cols = ("market", "interval", "bucket_start", "open", "high", "low", "close", "volume", "quote_volume", "vwap",
+            "trade_count", "buy_volume", "sell_volume", "first_trade_at", "last_trade_at")
+    rows = pg_rows(env, f"SELECT {', '.join(cols)} FROM gold.candles WHERE interval = '1m'")
+    out = {}
+    for r in rows:
+        d = dict(zip(cols, r, strict=True))
+        for f in ("bucket_start", "first_trade_at", "last_trade_at"):
+            d[f] = ms(d[f])
+        for f in ("open", "high", "low", "close", "volume", "quote_volume", "vwap", "buy_volume", "sell_volume"):
+            d[f] = float(d[f])
+        out[(d["market"], d["bucket_start"])] = d
+    return out
+
+
+def mention_reference(site: dict) -> dict[tuple[str, int], tuple]:
+    """(market, minute) -> (mentions, posts, comments, positive, negative) over the site's live content."""
+    m = default_matcher()
+    docs: dict[tuple[str, int], dict[str, tuple]] = defaultdict(dict)
+    for p in site[GALLERY]["posts"]:
+        if p["deleted"]:
+            continue
+        text = p["title"] + ("\n" + p["body"] if p["body"] else "")
+        for h in doc_hits(m, f"p:{GALLERY}/{p['post_no']}", p["created_at_ms"], text, True):
+            docs[(h.market, h.ts - h.ts % 60_000)][h.doc] = (h.mentions, h.positive, h.negative)
+        for c in p["comments"]:
+            if c["deleted"]:
+                continue
+            doc = f"c:{GALLERY}/{p['post_no']}/{c['comment_no']}"
+            for h in doc_hits(m, doc, c["created_at_ms"], c["text"] or "", True):
+                docs[(h.market, h.ts - h.ts % 60_000)][h.doc] = (h.mentions, h.positive, h.negative)
+    out = {}
+    for key, d in docs.items():
+        posts = sum(1 for k in d if k.startswith("p:"))
+        out[key] = (sum(x[0] for x in d.values()), posts, len(d) - posts, sum(x[1] for x in d.values()),
+                    sum(x[2] for x in d.values()))
+    return out
+
+
+def mentions_in_pg(env) -> dict[tuple[str, int], tuple]:
+    rows = pg_rows(env, "SELECT market, bucket_start, mentions, posts, comments, positive, negative "
+                        "FROM gold.mentions_1m")
+    return {(r[0], ms(r[1])): tuple(r[2:]) for r in rows}
+
+
+def dlq_count(env, topic: str) -> int:
+    c = Consumer({"bootstrap.servers": f"127.0.0.1:{env['COINPULSE_KAFKA_PORT']}", "group.id": "fault-e2e-dlq"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                   - c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in parts)
+    finally:
+        c.close()
+
+
+def test_pipeline_under_faults_equals_reference(env, tmp_path):
+    t0 = time.monotonic()
+    procs = Procs(env, tmp_path)
+    up_url = f"http://127.0.0.1:{env['COINPULSE_SIM_UPBIT_PORT']}"
+    dc_url = f"http://127.0.0.1:{env['COINPULSE_SIM_DCINSIDE_PORT']}"
+    start = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    try:
+        procs.start("sim-dcinside", ["coinpulse_sim_dcinside", "--port", env["COINPULSE_SIM_DCINSIDE_PORT"],
+                                     "--seed", "13", "--galleries", f"{GALLERY}:normal", "--start", start,
+                                     "--initial-posts", "40", "--initial-comments", "120", "--comments-per-page", "20",
+                                     "--posts-per-minute", "0", "--comments-per-minute", "0"])
+        procs.start("sink", ["coinpulse_sink", "run"])
+        procs.start("sim-upbit", ["coinpulse_sim_upbit", "--port", env["COINPULSE_SIM_UPBIT_PORT"], "--seed", "3",
+                                  "--markets", MARKETS, "--duration", str(FEED_S), "--wait-clients",
+                                  "--disconnect-every", "15", "--duplicate-rate", "0.03", "--reorder-window", "3",
+                                  "--malformed-rate", "0.02"])
+        wait_for(lambda: get(up_url + "/sim/stats") and get(dc_url + "/sim/state"), 30, "the simulators")
+        # the sink creates the tables and applies the connectors before anything is produced into them
+        wait_for(lambda: pg_rows(env, "SELECT count(*) FROM gold.candles"), 120,
+                 "the sink's migrations: " + procs.tail("sink"))
+        procs.start("candle-agent", ["coinpulse_candle_agent"], {
+            "COINPULSE_CANDLE_GRACE_MS": "2000", "COINPULSE_CANDLE_MENTION_GRACE_MS": "2000",
+            "COINPULSE_CANDLE_MENTION_LATENESS_MS": str(24 * 3_600_000), "COINPULSE_CANDLE_IDLE_AFTER_MS": "1500"})
+        procs.start("ingest-upbit", ["coinpulse_ingest_upbit"], {
+            "COINPULSE_UPBIT_WS_URL": f"ws://127.0.0.1:{env['COINPULSE_SIM_UPBIT_PORT']}/websocket/v1",
+            "COINPULSE_UPBIT_REST_URL": up_url, "COINPULSE_MARKETS": MARKETS, "COINPULSE_RECONNECT_BASE_S": "0.3"})
+        procs.start("crawl-dc", ["coinpulse_crawl_dc"], {
+            "COINPULSE_DC_BASE_URL": dc_url, "COINPULSE_DC_GALLERIES": f"{GALLERY}:normal",
+            "COINPULSE_DC_INTERVAL": "10", "COINPULSE_DC_DOWNLOAD_DELAY": "0", "COINPULSE_DC_BACKOFF_BASE": "0.1",
+            "COINPULSE_DC_LIST_NUM": "100", "COINPULSE_DC_BACKFILL_PAGES": "2"})
+
+        def trades() -> int:
+            return (get(up_url + "/sim/stats") or {}).get("trades", 0)
+
+        def progress(what: str, n: int = 20) -> None:
+            """Wait until the feed has moved on by n trades (and the services we run are alive)."""
+            before = trades()
+            wait_for(lambda: trades() >= before + n, 60, f"feed progress before {what}")
+            for name in procs.procs:
+                assert procs.alive(name), f"{name} died: {procs.tail(name)}"
+
+        wait_for(lambda: (pg_rows(env, "SELECT count(*) FROM silver.trades") or [(0,)])[0][0] > 0, 120,
+                 "first trades in PostgreSQL: " + procs.tail("ingest-upbit"))
+        for part in ("kafka", "registry", "connect"):  # the stack's parts, then `coinpulse up`
+            progress(part)
+            kill9(stack_pid(env, part))
+            r = cli(env, "up")
+            assert r.returncode == 0, r.stdout + r.stderr
+        httpx.post(dc_url + "/sim/advance", json={"posts": 6, "comments": 25}, timeout=10)
+        for name in ("candle-agent", "ingest-upbit", "crawl-dc"):  # our services, restarted at once
+            progress(name)
+            procs.kill9_and_restart(name)
+        httpx.post(dc_url + "/sim/advance", json={"posts": 4, "comments": 15}, timeout=10)
+        faults_done = time.monotonic() - t0
+
+        stats = wait_for(lambda: (s := get(up_url + "/sim/stats")) and s.get("done") and s, FEED_S + 60,
+                         "the end of the feed")
+        assert stats["disconnects_forced"] >= 3 and stats["duplicates_sent"] > 0 and stats["malformed_sent"] > 0
+
+        # candles: the reference over the simulator's unique trade history
+        history = get(up_url + "/sim/trades")["trades"]
+        unique = {(t["market"], t["sequential_id"]): t for t in history}
+        want = {(m, b): c for (_, m, b), c in reference_candles(
+            [Trade(t["market"], t["sequential_id"], t["trade_timestamp"], t["price"], t["volume"],
+                   t["ask_bid"] == "BID") for t in unique.values()], intervals=("1m",)).items()}
+        assert len(want) >= 3 * (FEED_S // 60)
+
+        def candle_diffs():
+            got = candles_in_pg(env)
+            bad = {k: (candle_diff(got[k], w) if k in got else ["missing"]) for k, w in want.items()}
+            bad = {k: v for k, v in bad.items() if v}
+            extra = set(got) - set(want)
+            return bad, extra
+
+        deadline = time.monotonic() + 120
+        while (diffs := candle_diffs()) != ({}, set()):
+            assert time.monotonic() < deadline, (
+                f"{len(diffs[0])}/{len(want)} candles differ, extra {sorted(diffs[1])[:3]}: "
+                f"{list(diffs[0].items())[:3]}\n{procs.tail('candle-agent')}")
+            time.sleep(1)
+
+        # community: the site after the crawler has caught up; mentions equal the matcher over it
+        site = get(dc_url + "/sim/state")["galleries"]
+        posts = {p["post_no"] for p in site[GALLERY]["posts"]}
+        comments = {(p["post_no"], c["comment_no"]) for p in site[GALLERY]["posts"] for c in p["comments"]}
+
+        def posts_in_pg():
+            rows = pg_rows(env, f"SELECT post_no FROM silver.posts WHERE gallery = '{GALLERY}'")
+            crows = pg_rows(env, f"SELECT post_no, comment_no FROM silver.comments WHERE gallery = '{GALLERY}'")
+            return [r[0] for r in rows], [tuple(r) for r in crows]
+
+        def community_done():
+            p, c = posts_in_pg()
+            return sorted(p) == sorted(posts) and sorted(c) == sorted(comments)
+
+        deadline = time.monotonic() + 90
+        while not community_done():
+            p, c = posts_in_pg()
+            assert time.monotonic() < deadline, (
+                f"posts {len(p)}/{len(posts)} (distinct {len(set(p))}), comments {len(c)}/{len(comments)}: "
+                f"{procs.tail('crawl-dc')}")
+            time.sleep(1)
+
+        want_mentions = mention_reference(site)
+        assert len(want_mentions) >= 5
+        deadline = time.monotonic() + 60
+        while (got_m := mentions_in_pg(env)) != want_mentions:
+            missing = {k: v for k, v in want_mentions.items() if got_m.get(k) != v}
+            assert time.monotonic() < deadline, (
+                f"{len(missing)}/{len(want_mentions)} mention buckets differ, extra "
+                f"{sorted(set(got_m) - set(want_mentions))[:3]}: "
+                f"{[(k, v, got_m.get(k)) for k, v in list(missing.items())[:3]]}")
+            time.sleep(1)
+
+        # every malformed frame the simulator sent is a dead letter of the ingester
+        malformed = get(up_url + "/sim/stats")["malformed_sent"]
+        wait_for(lambda: dlq_count(env, "dlq.ingest-upbit") >= malformed, 30,
+                 f"{malformed} dead letters in dlq.ingest-upbit")
+        assert dlq_count(env, "dlq.ingest-upbit") == malformed
+        print(f"fault e2e: {len(unique)} trades, {len(want)} candles, {len(want_mentions)} mention buckets, "
+              f"{len(posts)} posts, {len(comments)} comments, {malformed} malformed frames; "
+              f"faults done at {faults_done:.0f}s, total {time.monotonic() - t0:.0f}s")
+    finally:
+        procs.stop_all()
