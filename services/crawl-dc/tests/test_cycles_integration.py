@@ -223,3 +223,56 @@ def test_cycle_stops_on_429_reports_throttled_and_the_next_cycle_catches_up(stac
     assert site["requests"]["blocked"] == 1  # stopped at the first 429, no hammering
     assert {k for k, _ in got[DC_POST]} == {f"bitcoins_new1/{p['post_no']}" for p in site["galleries"]["bitcoins_new1"]["posts"]}
     assert len(got[DC_POST]) == len({k for k, _ in got[DC_POST]})
+
+
+def dead_letters_from(stack, sim: str) -> list[dict]:
+    """Committed records of dlq.crawl-dc about pages of this test's simulator."""
+    from coinpulse_common.topics import dlq
+
+    topic = dlq("crawl-dc")
+    codec = TopicCodec(topic, stack)
+    c = consumer(f"g-dlq-{time.monotonic_ns()}", stack, **{"enable.partition.eof": True})
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    out, eof, deadline = [], set(), time.monotonic() + 30
+    while len(eof) < len(parts):
+        assert time.monotonic() < deadline, "dlq.crawl-dc not read to its end in 30 s"
+        m = c.poll(1.0)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(m.partition())
+                continue
+            raise RuntimeError(m.error())
+        v = codec.decode(m.value())
+        if (v.get("source") or "").startswith(sim):
+            out.append(v)
+    c.close()
+    return out
+
+
+def test_malformed_pages_are_dead_lettered_and_fetched_again_next_cycle(stack, topics, sim, tmp_path, unique):
+    env = crawler_env(stack, topics, sim, tmp_path, unique)
+    http(f"{sim}/sim/control", {"malformed": {"view": 3, "comment": 2}})
+    run_cycle(env, tmp_path)  # backfill: three view pages lose their header, two comment answers are cut off
+    served = http(f"{sim}/sim/state")["requests"]
+    assert served["malformed_view"] == 3 and served["malformed_comment"] == 2
+    letters = dead_letters_from(stack, sim)
+    assert sorted(v["context"]["kind"] for v in letters) == ["bad_json"] * 2 + ["missing_field"] * 3
+    assert all(v["service"] == "crawl-dc" and v["payload"] for v in letters)
+    run_cycle(env, tmp_path)  # the incomplete posts are fetched again
+    assert len(dead_letters_from(stack, sim)) == 5  # nothing new went wrong
+
+    site = http(f"{sim}/sim/state")["galleries"]["bitcoins_new1"]["posts"]
+    got = read_all(stack, topics)
+    runs = [v for _, v in got[DC_CRAWL_RUN]]
+    assert [r["status"] for r in runs] == ["ok", "ok"] and runs[0]["errors"] >= 5 and runs[1]["updated_posts"] >= 1
+    posts = {k: v for k, v in got[DC_POST]}
+    comments = {k for k, _ in got[DC_COMMENT]}
+    for p in site:
+        v = posts[f"bitcoins_new1/{p['post_no']}"]
+        if not p["deleted"]:
+            assert (v["body"], v["reply_count"]) == (p["body"], p["reply_count"]), p["post_no"]
+    assert comments >= {f"bitcoins_new1/{p['post_no']}/{c['comment_no']}" for p in site for c in p["comments"]
+                        if not p["deleted"]}

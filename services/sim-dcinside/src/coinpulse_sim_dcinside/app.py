@@ -27,6 +27,8 @@ class Site:
         self.block_after: int | None = None  # answer 429 once this many more requests were served
         self.block_status = 429
         self.faults: list[int] = []  # statuses to answer the next requests with (then normal again)
+        # malformed answers still owed: the next N view pages / comment responses of live posts come out broken
+        self.malformed: Counter[str] = Counter()
         self.last_request_at = 0.0
         self.min_gap_s = float("inf")
         self.user_agents: Counter[str] = Counter()
@@ -87,7 +89,17 @@ class Site:
                 raise web.HTTPFound(f"/derror/deleted/{g.id}/board")
             return web.Response(text=render.DELETED_PAGE.format(back=back), content_type="text/html")
         p.views += 1
-        return web.Response(text=render.view_page(self.c, g.id, p), content_type="text/html")
+        page = render.view_page(self.c, g.id, p)
+        if self._take_malformed("view"):  # a layout change: the header block lost its class names
+            page = page.replace("title_subject", "t_subj").replace("gall_writer", "g_wr")
+        return web.Response(text=page, content_type="text/html")
+
+    def _take_malformed(self, kind: str) -> bool:
+        if self.malformed[kind] <= 0:
+            return False
+        self.malformed[kind] -= 1
+        self.requests[f"malformed_{kind}"] += 1
+        return True
 
     async def comments(self, request: web.Request) -> web.Response:
         self.requests["comment"] += 1
@@ -107,8 +119,10 @@ class Site:
         if p is None or p.deleted:
             return web.json_response({"total_cnt": 0, "comment_cnt": 0, "comments": None, "pagination": ""})
         page = max(1, int(str(form.get("comment_page", "1")) or 1))
-        return web.Response(text=render.comment_json(self.c, p, page, self.comments_per_page),
-                            content_type="application/json")
+        text = render.comment_json(self.c, p, page, self.comments_per_page)
+        if self._take_malformed("comment"):  # cut off mid-answer
+            text = text[: len(text) // 2]
+        return web.Response(text=text, content_type="application/json")
 
     async def deleted(self, request: web.Request) -> web.Response:
         return web.Response(text="<html><body><p>해당 게시물은 삭제되었습니다.</p></body></html>", content_type="text/html")
@@ -130,19 +144,25 @@ class Site:
         return web.json_response(out)
 
     async def control(self, request: web.Request) -> web.Response:
-        """`{"block_after": N|null, "block_status": 429, "faults": [500, 500], "reset_counters": true}`"""
+        """`{"block_after": N|null, "block_status": 429, "faults": [500, 500], "malformed": {"view": N, "comment": N},
+        "reset_counters": true}`; each malformed answer served counts in `requests` as malformed_view/_comment."""
         body = await request.json()
         if "block_after" in body:
             self.block_after = body["block_after"]
             self.block_status = int(body.get("block_status", 429))
         if "faults" in body:
             self.faults = [int(x) for x in body["faults"]]
+        for kind, n in (body.get("malformed") or {}).items():
+            if kind not in ("view", "comment"):
+                raise web.HTTPBadRequest(text=f"malformed: unknown kind {kind!r} (view, comment)")
+            self.malformed[kind] = int(n)
         if body.get("reset_counters"):
             self.requests.clear()
             self.user_agents.clear()
             self.min_gap_s = float("inf")
             self.last_request_at = 0.0
-        return web.json_response({"block_after": self.block_after, "faults": self.faults})
+        return web.json_response({"block_after": self.block_after, "faults": self.faults,
+                                  "malformed": dict(self.malformed)})
 
     async def grow(self) -> None:
         """Posts and comments arriving over time (Poisson-ish, one tick a second), stamped no later than now."""

@@ -69,6 +69,7 @@ class Job:
     known: PostState | None
     view: ViewPage | None = None
     comments: list[ParsedComment] = field(default_factory=list)
+    incomplete: bool = False  # a page of this post did not parse: finish what we have, fetch it again next cycle
 
 
 @dataclass
@@ -219,6 +220,7 @@ class GallerySpider(scrapy.Spider):
         except ParseAlarm as e:
             self.alarm(e.alarm, response.body)
             if job.kind == "new":  # keep what the list showed; the page itself is in dc.raw and the DLQ
+                job.incomplete = True
                 yield from self.finish(job)
             else:
                 yield from self.next_job()
@@ -257,6 +259,7 @@ class GallerySpider(scrapy.Spider):
             page = parse_comments(response.body, job.post_no, job.view.created_ms, response.url)
         except ParseAlarm as e:
             self.alarm(e.alarm, response.body)
+            job.incomplete = True
             yield from self.finish(job)
             return
         for a in page.alarms:
@@ -306,7 +309,9 @@ class GallerySpider(scrapy.Spider):
         assert job.row is not None
         url = self.gallery.view_url(self.base, job.post_no)
         rec = post_record(g, job.post_no, job.row, job.view, self.pseudo, url, t)
-        delta = StateDelta(posts={job.post_no: PostState(job.row.reply_count, False, rec)})
+        # an incomplete post is remembered with an impossible reply count, so the next cycle plans it as an update
+        reply_count = -1 if job.incomplete else job.row.reply_count
+        delta = StateDelta(posts={job.post_no: PostState(reply_count, False, rec)})
         seen = self.store.comments(g, job.post_no) if job.known is not None else {}
         out: list[Record] = [Record(DC_POST, post_key(g, job.post_no), rec)]
         for c in job.comments:
