@@ -4,6 +4,7 @@ rows before, during and after every move."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import httpx
 import pytest
 from coinpulse_flows import flows, layout, tiering
 from coinpulse_flows.query import run_query
-from coinpulse_flows.storage import Store
+from coinpulse_flows.settings import FlowSettings
+from coinpulse_flows.storage import Store, StreamingUpload
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +101,51 @@ def test_a_copy_that_fails_verification_deletes_nothing(flow_env, helpers):
         tiering.tier_partition(s, p, CorruptingStore(s))
     assert p.name in partitions_of(s, schema)
     assert len(_rows(s, schema)) == 2000
+
+
+def test_a_streamed_upload_appears_only_on_commit_with_its_metadata(stack, unique):
+    store = Store(FlowSettings())
+    big, small = f"test-flows-{unique}/stream/big.bin", f"test-flows-{unique}/stream/small.bin"
+    data = os.urandom(12 << 20)
+    try:
+        up = StreamingUpload(store.c, store.bucket, big, part_bytes=5 << 20, concurrency=2)
+        for i in range(0, len(data), 64 << 10):
+            up.write(data[i:i + (64 << 10)])
+        assert store.head(big) is None  # parts are uploaded, the object does not exist yet
+        up.commit({"rows": "3", "sha256": up.sha256})
+        head = store.head(big)
+        assert head["Metadata"] == {"rows": "3", "sha256": hashlib.sha256(data).hexdigest()}
+        assert store.c.get_object(Bucket=store.bucket, Key=big)["Body"].read() == data
+
+        one = StreamingUpload(store.c, store.bucket, small)  # fits in one part: a single PUT
+        one.write(b"x" * 1000)
+        one.commit({"rows": "1"})
+        assert store.head(small)["Metadata"] == {"rows": "1"} and store.head(small)["ContentLength"] == 1000
+    finally:
+        for k in (big, small):
+            store.delete(k)
+
+
+def test_an_aborted_streamed_upload_leaves_nothing(stack, unique):
+    store = Store(FlowSettings())
+    key = f"test-flows-{unique}/stream/aborted.bin"
+    up = StreamingUpload(store.c, store.bucket, key, part_bytes=5 << 20, concurrency=2)
+    up.write(os.urandom(11 << 20))
+    upload_id = up._upload_id
+    assert upload_id is not None
+    up.abort()
+    assert store.head(key) is None
+    pending = store.c.list_multipart_uploads(Bucket=store.bucket, Prefix=key).get("Uploads", [])
+    assert upload_id not in {u["UploadId"] for u in pending}
+
+
+def test_an_export_with_the_wrong_row_count_uploads_nothing(flow_env, helpers):
+    s, schema = flow_env["settings"], flow_env["schema"]
+    helpers.make_trades(s, schema, ages=(20,), rows_per_day=2000)
+    (p,) = tiering.due_partitions(s)
+    store, key = Store(s), layout.tier_key(p.table, p.day, s.tier_prefix)
+    with pytest.raises(tiering.VerificationError, match="exported 2000 rows"):
+        tiering.export_partition(s, p.schema, p.name, store, key, p.name, expected_rows=1999)
+    assert store.head(key) is None
+    manifest, size = tiering.export_partition(s, p.schema, p.name, store, key, p.name, expected_rows=2000)
+    assert manifest.rows == 2000 and store.head(key)["ContentLength"] == size and store.manifest(key) == manifest

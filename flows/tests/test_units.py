@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from coinpulse_flows import layout
+from coinpulse_flows import layout, tiering
 from coinpulse_flows.bronze import received_ms, trades_of_frame
 from coinpulse_flows.digest import digest_batches, digest_parquet
 from coinpulse_flows.partitions import Partition, due, parse_day_bound
@@ -73,12 +73,45 @@ def test_digest_changes_when_one_value_changes():
     assert digest_batches(t.to_batches()).hex != digest_batches(changed.to_batches()).hex
 
 
-def test_parquet_read_back_has_the_digest_of_what_was_written(tmp_path):
-    t = _table(5000)
+def _typed_table(n: int) -> pa.Table:
+    """Every Arrow type ADBC's PostgreSQL driver exports (numeric arrives as opaque text, json(b) as arrow.json)."""
+    ts = [datetime(2024, 5, 1, tzinfo=UTC) + timedelta(seconds=i * 1.5) for i in range(n)]
+    return pa.table({
+        "i2": pa.array([i % 300 for i in range(n)], pa.int16()), "i4": pa.array(range(n), pa.int32()),
+        "i8": pa.array([i * 7 if i % 9 else None for i in range(n)], pa.int64()),
+        "f4": pa.array([i / 3 for i in range(n)], pa.float32()), "f8": pa.array([i * 0.1 for i in range(n)]),
+        "num": pa.ExtensionArray.from_storage(pa.opaque(pa.string(), "numeric", "PostgreSQL"),
+                                              pa.array([f"{i}.125" for i in range(n)])),
+        "txt": pa.array([f"KRW-{i % 7}" if i % 5 else None for i in range(n)]), "ko": [f"비트{i}" for i in range(n)],
+        "b": [i % 2 == 0 for i in range(n)], "tz": pa.array(ts, pa.timestamp("us", "UTC")),
+        "ts": pa.array([t.replace(tzinfo=None) for t in ts], pa.timestamp("us")),
+        "d": pa.array([t.date() for t in ts], pa.date32()), "t": pa.array([t.time() for t in ts], pa.time64("us")),
+        "js": pa.ExtensionArray.from_storage(pa.json_(), pa.array([f'{{"a": {i}}}' for i in range(n)])),
+        "bin": pa.array([i.to_bytes(4, "big") for i in range(n)], pa.binary()),
+        "id": pa.ExtensionArray.from_storage(pa.uuid(), pa.array([i.to_bytes(16, "big") for i in range(n)],
+                                                                 pa.binary(16))),
+    })
+
+
+def test_parquet_read_back_has_the_digest_of_what_was_written_for_every_exported_type(tmp_path):
+    t = _typed_table(5000)
     path = tmp_path / "x.parquet"
-    pq.write_table(t, path, compression="zstd", row_group_size=700)
-    back = digest_parquet(path, batch_rows=333)
+    with pq.ParquetWriter(path, t.schema, **tiering.parquet_options(t.schema)) as w:
+        for b in t.to_batches(max_chunksize=700):
+            w.write_batch(b)
+    back = digest_parquet(path)
     assert (back.rows, back.hex) == (5000, digest_batches(t.to_batches()).hex)
+    for col in t.column_names:  # and column by column, so no type is hidden behind another's hash
+        one = t.select([col])
+        pq.write_table(one, tmp_path / f"{col}.parquet", **tiering.parquet_options(one.schema))
+        assert digest_parquet(tmp_path / f"{col}.parquet").hex == digest_batches(one.to_batches()).hex, col
+
+
+def test_parquet_options_pick_encodings_by_type():
+    o = tiering.parquet_options(_typed_table(10).schema)
+    assert set(o["use_dictionary"]) == {"num", "txt", "ko", "js", "bin"}
+    assert o["column_encoding"]["i8"] == o["column_encoding"]["tz"] == o["column_encoding"]["d"] == "DELTA_BINARY_PACKED"
+    assert o["column_encoding"]["f8"] == "BYTE_STREAM_SPLIT" and "b" not in o["column_encoding"]
 
 
 def test_manifest_round_trips_through_object_metadata():
