@@ -119,3 +119,21 @@ async def test_rest_429_knob_and_market_lists(sim):
             assert [m["market"] for m in await r.json()] == ["KRW-BTC", "KRW-ETH"]
         async with s.get(url2 + "/v1/ticker/all", params={"quote_currencies": "KRW"}) as r:
             assert await r.json() == [{"trade_price": 2.0, "acc_trade_price_24h": 9.0, "market": "KRW-ETH"}]
+
+
+async def test_finish_ends_an_endless_feed(sim):
+    hub, url = await sim()
+    gen = MarketGenerator(hub.markets, seed=1)
+    feed = asyncio.create_task(run_feed(hub, gen.events(), rate=500.0))  # no duration: would run forever
+    async with aiohttp.ClientSession() as s:
+        deadline = asyncio.get_running_loop().time() + 10
+        while hub.stats.frames_published < 50:  # publishing
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert not hub.stats.done
+        async with s.post(f"{url}/sim/finish") as r:
+            assert (await r.json()) == {"finishing": True}
+        n = await asyncio.wait_for(feed, 10)
+        async with s.get(f"{url}/sim/stats") as r:
+            stats = await r.json()
+    assert stats["done"] and stats["frames_published"] == n

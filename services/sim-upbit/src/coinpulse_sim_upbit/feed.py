@@ -38,7 +38,7 @@ async def run_feed(hub: Hub, events: Iterable[tuple[int, dict[str, Any]]], speed
         else:
             due = 0.0
         now = time.monotonic()
-        if duration_s and now - t0 >= duration_s:
+        if (duration_s and now - t0 >= duration_s) or hub.finish_requested:
             break
         if due - now > 0.0005:
             await asyncio.sleep(due - now)

@@ -146,6 +146,7 @@ class Hub:
         self.tickers: dict[str, dict[str, Any]] = {}
         self.conns: set[Conn] = set()
         self.markets: list[str] = []
+        self.finish_requested = False  # POST /sim/finish: end the feed at the next frame
 
     def publish(self, kind: str, market: str, msg: dict[str, Any]) -> Event:
         ev = Event(kind, market, msg)

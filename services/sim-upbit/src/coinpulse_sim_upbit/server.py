@@ -262,6 +262,11 @@ class SimServer:
         d["clients"] = len(self.hub.conns)
         return web.Response(body=orjson.dumps(d), content_type="application/json")
 
+    async def sim_finish(self, request: web.Request) -> web.Response:
+        """End the feed now (tests whose faults take an unknown time): /sim/stats says done once clients drained."""
+        self.hub.finish_requested = True
+        return web.Response(body=orjson.dumps({"finishing": True}), content_type="application/json")
+
     def app(self) -> web.Application:
         app = web.Application()
         app.add_routes([
@@ -272,5 +277,6 @@ class SimServer:
             web.get("/v1/trades/ticks", self.trades_ticks),
             web.get("/sim/trades", self.sim_trades),
             web.get("/sim/stats", self.sim_stats),
+            web.post("/sim/finish", self.sim_finish),
         ])
         return app
