@@ -10,9 +10,10 @@ minute + grace through the agent's idle timer):
   minute for all markets (OHLC, counts and timestamps exact, volumes within 1e-9 relative);
 - gold.mentions_1m equals a reference computed from the site's content (/sim/state) with the agent's matcher;
 - every post of the site is in silver.posts exactly once, every comment in silver.comments exactly once;
-- every malformed frame the simulator sent is in dlq.ingest-upbit.
-
-The gallery simulator has no malformed-page knob, so no malformed pages are fed (the crawler's own tests cover them).
+- every malformed frame the simulator sent is in dlq.ingest-upbit;
+- every malformed page the site served (view pages without their header, comment answers cut off, requested after
+  the crawler's restart so none dies with a killed process) is a committed record of dlq.crawl-dc, and the crawler
+  fetched those posts again, so the community in PostgreSQL is still complete.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from coinpulse_candle_agent.reference import candle_diff, reference_candles
 from coinpulse_candle_agent.trades import Trade
 from coinpulse_common.paths import state_dir
 from coinpulse_common.settings import Settings
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,7 +48,7 @@ STACK_PORTS = ["KAFKA", "KAFKA_CONTROLLER", "REGISTRY", "REGISTRY_MANAGEMENT", "
 METRICS = {"INGEST_METRICS": 28101, "CRAWL_METRICS": 28102, "CANDLE_METRICS": 28103, "SINK_METRICS": 28104}
 MARKETS = "KRW-BTC,KRW-ETH,KRW-XRP"
 GALLERY = "bitcoins_new1"
-FEED_S = 200
+FEED_S = 1200  # an upper bound: the test ends the feed (POST /sim/finish) once the faults are done
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +218,30 @@ def dlq_count(env, topic: str) -> int:
         c.close()
 
 
+def committed_count(env, topic: str) -> int:
+    """Records a read_committed consumer sees (a transactional producer's aborted records and markers excluded)."""
+    c = Consumer({"bootstrap.servers": f"127.0.0.1:{env['COINPULSE_KAFKA_PORT']}", "group.id": "fault-e2e-dlq",
+                  "isolation.level": "read_committed", "enable.partition.eof": True, "enable.auto.commit": False})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        c.assign([TopicPartition(topic, p, 0) for p in parts])
+        n, eof, deadline = 0, set(), time.monotonic() + 30
+        while len(eof) < len(parts):
+            assert time.monotonic() < deadline, f"{topic} not read to its end in 30 s"
+            m = c.poll(1.0)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                    continue
+                raise RuntimeError(m.error())
+            n += 1
+        return n
+    finally:
+        c.close()
+
+
 def test_pipeline_under_faults_equals_reference(env, tmp_path):
     t0 = time.monotonic()
     procs = Procs(env, tmp_path)
@@ -269,10 +294,14 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
         for name in ("candle-agent", "ingest-upbit", "crawl-dc"):  # our services, restarted at once
             progress(name)
             procs.kill9_and_restart(name)
+        # malformed pages: the next view pages lose their header, the next comment answers are cut off
+        httpx.post(dc_url + "/sim/control", json={"malformed": {"view": 2, "comment": 2}}, timeout=10)
         httpx.post(dc_url + "/sim/advance", json={"posts": 4, "comments": 15}, timeout=10)
         faults_done = time.monotonic() - t0
+        progress("the end of the feed", 200)  # trades after the last restart, then the feed ends
+        httpx.post(up_url + "/sim/finish", timeout=10)
 
-        stats = wait_for(lambda: (s := get(up_url + "/sim/stats")) and s.get("done") and s, FEED_S + 60,
+        stats = wait_for(lambda: (s := get(up_url + "/sim/stats")) and s.get("done") and s, 60,
                          "the end of the feed")
         assert stats["disconnects_forced"] >= 3 and stats["duplicates_sent"] > 0 and stats["malformed_sent"] > 0
 
@@ -282,7 +311,7 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
         want = {(m, b): c for (_, m, b), c in reference_candles(
             [Trade(t["market"], t["sequential_id"], t["trade_timestamp"], t["price"], t["volume"],
                    t["ask_bid"] == "BID") for t in unique.values()], intervals=("1m",)).items()}
-        assert len(want) >= 3 * (FEED_S // 60)
+        assert len(want) >= 3 * 2
 
         def candle_diffs():
             got = candles_in_pg(env)
@@ -336,8 +365,15 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
         wait_for(lambda: dlq_count(env, "dlq.ingest-upbit") >= malformed, 30,
                  f"{malformed} dead letters in dlq.ingest-upbit")
         assert dlq_count(env, "dlq.ingest-upbit") == malformed
+        # every malformed page the site served is a committed dead letter of the crawler
+        served = get(dc_url + "/sim/state")["requests"]
+        bad_pages = served.get("malformed_view", 0) + served.get("malformed_comment", 0)
+        assert served.get("malformed_view", 0) >= 1
+        wait_for(lambda: committed_count(env, "dlq.crawl-dc") >= bad_pages, 30,
+                 f"{bad_pages} dead letters in dlq.crawl-dc")
+        assert committed_count(env, "dlq.crawl-dc") == bad_pages
         print(f"fault e2e: {len(unique)} trades, {len(want)} candles, {len(want_mentions)} mention buckets, "
-              f"{len(posts)} posts, {len(comments)} comments, {malformed} malformed frames; "
+              f"{len(posts)} posts, {len(comments)} comments, {malformed} malformed frames, {bad_pages} malformed pages; "
               f"faults done at {faults_done:.0f}s, total {time.monotonic() - t0:.0f}s")
     finally:
         procs.stop_all()
