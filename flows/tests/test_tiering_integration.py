@@ -12,8 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
-from coinpulse_flows import flows, layout, tiering
+from coinpulse_flows import export, flows, layout, tiering
 from coinpulse_flows.query import run_query
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_flows.storage import Store, StreamingUpload
@@ -145,7 +146,40 @@ def test_an_export_with_the_wrong_row_count_uploads_nothing(flow_env, helpers):
     (p,) = tiering.due_partitions(s)
     store, key = Store(s), layout.tier_key(p.table, p.day, s.tier_prefix)
     with pytest.raises(tiering.VerificationError, match="exported 2000 rows"):
-        tiering.export_partition(s, p.schema, p.name, store, key, p.name, expected_rows=1999)
+        export.export_partition(s, p.schema, p.name, store, key, p.name, expected_rows=1999)
     assert store.head(key) is None
-    manifest, size = tiering.export_partition(s, p.schema, p.name, store, key, p.name, expected_rows=2000)
+    manifest, size = export.export_partition(s, p.schema, p.name, store, key, p.name, expected_rows=2000)
     assert manifest.rows == 2000 and store.head(key)["ContentLength"] == size and store.manifest(key) == manifest
+
+
+def test_both_readers_export_the_same_rows_and_digest(flow_env, helpers):
+    s, schema = flow_env["settings"], flow_env["schema"]
+    helpers.make_trades(s, schema, ages=(20,), rows_per_day=3000)
+    (p,) = tiering.due_partitions(s)
+    assert export.reader_for(export.column_types(s, p.schema, p.name)) == "duckdb"
+    store = Store(s)
+    got = {}
+    for reader in ("duckdb", "adbc"):
+        key = f"{s.tier_prefix}readers/{reader}.parquet"
+        got[reader], _ = export.export_partition(s, p.schema, p.name, store, key, p.name, 3000, reader=reader)
+        assert store.manifest(key) == got[reader]
+    assert (got["duckdb"].rows, got["duckdb"].digest) == (got["adbc"].rows, got["adbc"].digest) == (3000, got["adbc"].digest)
+
+
+def test_a_table_with_types_outside_the_fast_path_is_tiered_through_adbc(flow_env, helpers):
+    s, schema = flow_env["settings"], flow_env["schema"]
+    d = helpers.today() - timedelta(days=20)
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        c.execute(f"""CREATE TABLE {schema}.posts (post_no bigint, at timestamptz NOT NULL, tags text[], score numeric,
+            body jsonb, id uuid) PARTITION BY RANGE (at)""")
+        c.execute(f"CREATE TABLE {schema}.posts_{d:%Y%m%d} PARTITION OF {schema}.posts "
+                  f"FOR VALUES FROM ('{d} 00:00:00+00') TO ('{d + timedelta(days=1)} 00:00:00+00')")
+        c.execute(f"""INSERT INTO {schema}.posts SELECT g, '{d} 00:00:00+00'::timestamptz + g * interval '1 s',
+            ARRAY['btc', 'k' || g], g / 7.0, jsonb_build_object('n', g), md5(g::text)::uuid
+            FROM generate_series(1, 1500) g""")
+    (p,) = tiering.due_partitions(s)
+    assert export.reader_for(export.column_types(s, p.schema, p.name)) == "adbc"
+    r = tiering.tier_partition(s, p, Store(s))
+    assert (r.state, r.rows) == ("tiered", 1500)
+    assert p.name not in helpers.partitions_of(s, schema)
+    assert Store(s).manifest(r.key).digest == r.digest

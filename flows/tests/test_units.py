@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from coinpulse_flows import layout, tiering
+from coinpulse_flows import export, layout
 from coinpulse_flows.bronze import received_ms, trades_of_frame
 from coinpulse_flows.digest import digest_batches, digest_parquet
 from coinpulse_flows.partitions import Partition, due, parse_day_bound
@@ -96,19 +96,19 @@ def _typed_table(n: int) -> pa.Table:
 def test_parquet_read_back_has_the_digest_of_what_was_written_for_every_exported_type(tmp_path):
     t = _typed_table(5000)
     path = tmp_path / "x.parquet"
-    with pq.ParquetWriter(path, t.schema, **tiering.parquet_options(t.schema)) as w:
+    with pq.ParquetWriter(path, t.schema, **export.parquet_options(t.schema)) as w:
         for b in t.to_batches(max_chunksize=700):
             w.write_batch(b)
     back = digest_parquet(path)
     assert (back.rows, back.hex) == (5000, digest_batches(t.to_batches()).hex)
     for col in t.column_names:  # and column by column, so no type is hidden behind another's hash
         one = t.select([col])
-        pq.write_table(one, tmp_path / f"{col}.parquet", **tiering.parquet_options(one.schema))
+        pq.write_table(one, tmp_path / f"{col}.parquet", **export.parquet_options(one.schema))
         assert digest_parquet(tmp_path / f"{col}.parquet").hex == digest_batches(one.to_batches()).hex, col
 
 
 def test_parquet_options_pick_encodings_by_type():
-    o = tiering.parquet_options(_typed_table(10).schema)
+    o = export.parquet_options(_typed_table(10).schema)
     assert set(o["use_dictionary"]) == {"num", "txt", "ko", "js", "bin"}
     assert o["column_encoding"]["i8"] == o["column_encoding"]["tz"] == o["column_encoding"]["d"] == "DELTA_BINARY_PACKED"
     assert o["column_encoding"]["f8"] == "BYTE_STREAM_SPLIT" and "b" not in o["column_encoding"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 MOD = 1 << 64
@@ -23,6 +24,11 @@ MOD = 1 << 64
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def hash_expr(names: list[str]) -> str:
+    """The per-row hash every digest sums: DuckDB's `hash` over all columns, in table order."""
+    return f"hash({', '.join(_quote(n) for n in names)})"
 
 
 def _connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -40,14 +46,20 @@ class ArrowDigest:
     def update(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
-        cols = ", ".join(_quote(n) for n in batch.schema.names)
         self._con.register("_digest_batch", batch)
         try:
-            n, s = self._con.execute(f"SELECT count(*), coalesce(sum(hash({cols}))::HUGEINT, 0) FROM _digest_batch").fetchone()
+            n, s = self._con.execute(f"SELECT count(*), coalesce(sum({hash_expr(batch.schema.names)})::HUGEINT, 0) "
+                                     "FROM _digest_batch").fetchone()
         finally:
             self._con.unregister("_digest_batch")
         self.rows += int(n)
         self.total = (self.total + int(s)) % MOD
+
+    def add_hashes(self, hashes: pa.Array) -> None:
+        """Add row hashes computed elsewhere (a `hash_expr` column of the scan): uint64, summed with wrap-around."""
+        if len(hashes):
+            self.rows += len(hashes)
+            self.total = (self.total + pc.sum(hashes.cast(pa.uint64())).as_py()) % MOD
 
     @property
     def hex(self) -> str:
@@ -69,8 +81,7 @@ def digest_parquet(path: Path) -> ArrowDigest:
     names = pq.read_schema(path).names
     d = ArrowDigest(_con=_connect())
     try:
-        cols = ", ".join(_quote(n) for n in names)
-        n, s = d._con.execute(f"SELECT count(*), coalesce(sum(hash({cols}))::HUGEINT, 0) "  # noqa: S608
+        n, s = d._con.execute(f"SELECT count(*), coalesce(sum({hash_expr(names)})::HUGEINT, 0) "  # noqa: S608
                               "FROM read_parquet(?)", [str(path)]).fetchone()
     finally:
         d.close()

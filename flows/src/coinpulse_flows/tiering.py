@@ -4,11 +4,11 @@ copy has been read back and verified, and every step can be re-run after a crash
 PostgreSQL → S3, per due partition, in one session that holds `SHARE` on the partition (writers wait, readers
 don't) from before the export until the drop, so the verified copy is exactly what gets dropped:
 
-1. stream `SELECT * FROM ONLY part` as Arrow batches (ADBC's PostgreSQL driver: binary COPY, fixed-size batches,
-   read on a thread) through a per-batch digest into a zstd Parquet writer whose file is a multipart upload: each
-   8 MiB part goes to S3 while PostgreSQL is still being read, and at most a few batches and parts are in memory
-   whatever the partition size. Only if the row count matches `count(*)` under the lock is the upload completed,
-   with the row count, digest and sha256 as object metadata (also in the Parquet footer);
+1. stream the partition as Arrow batches (binary COPY, read on a thread; see `export`) through a per-row digest
+   into a zstd Parquet writer whose file is a multipart upload: each 8 MiB part goes to S3 while PostgreSQL is
+   still being read, and at most a few batches and parts are in memory whatever the partition size. Only if the
+   row count matches `count(*)` under the lock is the upload completed, with the row count, digest and sha256 as
+   object metadata (also in the Parquet footer);
 2. download the object again (ranged GETs in parallel) and check row count, content digest (DuckDB scanning the
    Parquet file) and sha256;
 3. only then `DETACH PARTITION` and `DROP TABLE`, and commit.
@@ -23,27 +23,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import queue
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import adbc_driver_postgresql.dbapi as adbc
 import duckdb
 import psycopg
 import pyarrow as pa
-import pyarrow.parquet as pq
 from coinpulse_common.logging import get_logger
 from coinpulse_common.paths import state_dir
 from psycopg import sql
 
 from coinpulse_flows import layout
-from coinpulse_flows.digest import ArrowDigest, digest_parquet, sha256_file
+from coinpulse_flows.digest import digest_parquet, sha256_file
+from coinpulse_flows.export import VerificationError, export_partition
 from coinpulse_flows.partitions import Partition, discover, due
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_flows.storage import Manifest, Store, fsync_rename
@@ -51,10 +47,6 @@ from coinpulse_flows.storage import Manifest, Store, fsync_rename
 log = get_logger("coinpulse.flows.tiering")
 
 CRASH_ENV = "COINPULSE_FLOWS_CRASH_AT"
-
-
-class VerificationError(RuntimeError):
-    """A copy did not match its source; nothing was deleted."""
 
 
 def crash_point(name: str) -> None:
@@ -84,96 +76,6 @@ class ExportResult:
     bytes: int
     digest: str
     state: str  # tiered | gone
-
-
-def parquet_options(schema: pa.Schema) -> dict:
-    """Encodings by type, so that the file is small and cheap to write: dictionary for text (market codes, sides),
-    delta for integers and times (ids and timestamps are near-monotonic within a day), byte-stream-split for floats
-    (prices and volumes compress better by byte plane); zstd on top. Dictionary on everything (pyarrow's default)
-    spent most of the export building dictionaries for random floats that it then abandoned."""
-    dictionary, encoding = [], {}
-    for f in schema:
-        t = f.type.storage_type if isinstance(f.type, pa.BaseExtensionType) else f.type
-        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t):
-            dictionary.append(f.name)
-        elif (pa.types.is_integer(t) and t.bit_width >= 32) or pa.types.is_timestamp(t) or pa.types.is_date(t) \
-                or pa.types.is_time(t):
-            encoding[f.name] = "DELTA_BINARY_PACKED"
-        elif pa.types.is_float32(t) or pa.types.is_float64(t):
-            encoding[f.name] = "BYTE_STREAM_SPLIT"
-    return {"compression": "zstd", "compression_level": 3, "use_dictionary": dictionary, "column_encoding": encoding}
-
-
-def _prefetch(reader: pa.RecordBatchReader, depth: int) -> Iterator[pa.RecordBatch]:
-    """Read batches on a thread (ADBC decodes the COPY stream without the GIL) while the caller digests, encodes and
-    uploads the previous ones; at most `depth` batches wait. The thread is stopped and joined on any exit."""
-    q: queue.Queue = queue.Queue(depth)
-    stop, done = threading.Event(), object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
-        try:
-            for batch in reader:
-                if not put(batch):
-                    return
-        except BaseException as e:  # handed to the consumer  # noqa: BLE001
-            put(e)
-            return
-        put(done)
-
-    t = threading.Thread(target=run, name="export-reader", daemon=True)
-    t.start()
-    try:
-        while (item := q.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
-
-
-def export_partition(s: FlowSettings, schema: str, name: str, store: Store, key: str, source: str,
-                     expected_rows: int) -> tuple[Manifest, int]:
-    """Stream one table out of PostgreSQL into a zstd Parquet object, uploading row groups while the rest is still
-    being read, with bounded memory (a few batches and a few upload parts); digest every batch on the way. The object
-    appears only if exactly `expected_rows` rows were exported. Returns the manifest and the object's size."""
-    digest = ArrowDigest()
-    sink = store.open_upload(key)
-    query = f'SELECT * FROM ONLY "{schema}"."{name}"'  # noqa: S608 (names come from the catalog, quoted)
-    try:
-        with (adbc.connect(s.adbc_uri()) as conn, conn.cursor() as cur,
-              ThreadPoolExecutor(1, thread_name_prefix="export-digest") as hasher):
-            cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(s.export_batch_bytes)})
-            cur.execute(query)
-            reader = cur.fetch_record_batch()
-            with (pq.ParquetWriter(sink, reader.schema, **parquet_options(reader.schema)) as writer,
-                  contextlib.closing(_prefetch(reader, depth=2)) as batches):
-                for batch in batches:
-                    hashed = hasher.submit(digest.update, batch)  # DuckDB and the encoder both run without the GIL
-                    writer.write_batch(batch, row_group_size=s.parquet_row_group_rows)
-                    hashed.result()
-                writer.add_key_value_metadata({"coinpulse.rows": str(digest.rows), "coinpulse.digest": digest.hex,
-                                               "coinpulse.source": source})
-            conn.rollback()
-        if digest.rows != expected_rows:
-            raise VerificationError(f"{name}: exported {digest.rows} rows, partition holds {expected_rows}")
-        manifest = Manifest(digest.rows, digest.hex, sink.sha256, source)
-        sink.commit(manifest.to_meta())
-        return manifest, sink.size
-    except BaseException:
-        sink.abort()
-        raise
-    finally:
-        digest.close()
 
 
 def verify_file(path: Path, expected: Manifest) -> None:
