@@ -58,7 +58,8 @@ def wait_for_candles(reader: TopicReader, want: dict[bytes, dict], timeout: floa
             assert alive(), "agent process died"
         if time.monotonic() > deadline:
             bad = {k: d for k, d in diffs.items() if d}
-            raise AssertionError(f"{len(missing)} candles missing, {len(bad)} differ: {list(bad.items())[:3]}")
+            raise AssertionError(f"{len(missing)} candles missing ({missing[:5]}), {len(bad)} differ: "
+                                 f"{list(bad.items())[:3]}")
 
 
 def test_candles_equal_reference_with_duplicates_reordering_late_and_bad_records(stack, topic_set, agents):
@@ -237,3 +238,41 @@ def test_two_workers_sharing_partitions_give_the_candles_of_one(stack, topic_set
     while not split():  # both workers hold partitions of the trade topic, each partition exactly one
         assert time.monotonic() < deadline, (owned(first), owned(second), a.log()[-3000:])
         time.sleep(0.5)
+
+
+def test_wire_encoder_writes_what_topic_codec_reads(stack, topic_set):
+    from coinpulse_candle_agent.wire import AvroValueEncoder, RegistryError
+
+    topic = topic_set.topic("1m")
+    rec = {"market": "KRW-BTC", "interval": "1m", "bucket_start": BASE, "open": 1.0, "high": 2.0, "low": 0.5,
+           "close": 1.5, "volume": 3.0, "quote_volume": 4.5, "vwap": 1.5, "trade_count": 3, "buy_volume": 1.0,
+           "sell_volume": 2.0, "first_trade_at": BASE + 1, "last_trade_at": BASE + 59_000, "revision": 2,
+           "emitted_at": BASE + 70_000}
+    data = AvroValueEncoder(topic, stack).encode(rec)
+    assert data == TopicCodec(topic, stack, schema_topic=topics.CANDLE_1M).encode(rec)
+    assert normalise(TopicCodec(topic, stack, schema_topic=topics.CANDLE_1M).decode(data)) == rec
+    with pytest.raises(RegistryError, match="not found"):
+        AvroValueEncoder(f"{topic}.unregistered", stack).encode(rec)
+
+
+def test_offsets_are_committed_up_to_the_end_of_the_input(stack, topic_set, agents):
+    """Trades are consumed in chunks whose earlier offsets are an acked gap: the group still commits every one."""
+    from coinpulse_common.kafka import consumer
+    from confluent_kafka import TopicPartition
+
+    trades = synthetic.trades(MARKETS, BASE, 5 * 60_000, 2_000, seed=41)
+    produce_trades(stack, topic_set.topic("trade"), trades)
+    a = agents(mentions="false", batch_size=300)
+    proc = a.start()
+    tps = [TopicPartition(topic_set.topic("trade"), p) for p in range(3)]
+    probe = consumer(f"probe-{a.app_id}", stack)
+    ends = [probe.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
+    assert sum(ends) == len(trades)
+    group = consumer(a.app_id, stack)  # same group id, never subscribes: only reads the committed offsets
+    deadline = time.monotonic() + 120
+    while [c.offset for c in group.committed(tps, timeout=10)] != ends:
+        assert proc.poll() is None, a.log()[-3000:]
+        assert time.monotonic() < deadline, ([c.offset for c in group.committed(tps, timeout=10)], ends)
+        time.sleep(0.5)
+    probe.close()
+    group.close()

@@ -4,7 +4,8 @@ Agents (verb_noun):
 - `build_candles`: upbit.trade → candle.1m / candle.5m / candle.1h, late trades → candle.late;
 - `match_mentions`: dc.post + dc.comment → internal market-keyed hits topic (plus event-time ticks);
 - `count_mentions`: hits → mention.1m.
-Values are Avro (Confluent wire format) through coinpulse_common.avro.TopicCodec; Faust only moves bytes.
+Values are Avro (Confluent wire format) through wire.py (fastavro, the registry's latest schema per topic); Faust
+only moves bytes. Trades are consumed in chunks of records (bulk.py), one Faust event per partition and fetch.
 A record that cannot be decoded or validated goes to dlq.candle-agent with the reason.
 A timer advances event time for partitions that are idle and fully read, so the last candles close.
 """
@@ -19,10 +20,9 @@ from typing import Any
 
 import faust
 from coinpulse_common import topics
-from coinpulse_common.avro import TopicCodec
-from coinpulse_common.kafka import admin
 from coinpulse_common.logging import get_logger
 from coinpulse_common.paths import state_dir
+from confluent_kafka.admin import AdminClient
 from faust.types import TP
 
 from coinpulse_candle_agent.bulk import use_bulk_transport
@@ -33,7 +33,7 @@ from coinpulse_candle_agent.mentions import DocHits, MentionEngine, doc_hits
 from coinpulse_candle_agent.settings import CandleSettings
 from coinpulse_candle_agent.state import PartitionEngines
 from coinpulse_candle_agent.trades import BadTrade, to_ms, trade_from_record
-from coinpulse_candle_agent.wire import AvroValueDecoder
+from coinpulse_candle_agent.wire import AvroValueDecoder, AvroValueEncoder
 
 log = get_logger("coinpulse.candle_agent")
 SERVICE = "candle-agent"
@@ -43,7 +43,7 @@ RAW_TABLE = {"key_type": bytes, "value_type": bytes, "schema": faust.Schema(**RA
 
 
 def topic_partitions(s: CandleSettings, topic: str) -> int:
-    md = admin(s).list_topics(topic, timeout=10)
+    md = AdminClient({"bootstrap.servers": s.bootstrap}).list_topics(topic, timeout=10)  # as coinpulse_common.kafka.admin
     t = md.topics.get(topic)
     if t is None or t.error is not None or not t.partitions:
         raise RuntimeError(f"input topic {topic!r} does not exist (run `coinpulse up`): {t and t.error}")
@@ -61,6 +61,7 @@ class CandleAgent:
         self.s = s = s or CandleSettings()
         self.metrics: Counter[str] = Counter()
         self.lock = asyncio.Lock()
+        self._unconfirmed: list[Any] = []  # output sends not yet acknowledged (see _confirm_emitted)
         self.candle_timing = Timing(s.candle_grace_ms, s.candle_lateness_ms)
         self.mention_timing = Timing(s.candle_mention_grace_ms, s.candle_mention_lateness_ms)
         n_trade = topic_partitions(s, s.candle_trade_topic)
@@ -89,12 +90,11 @@ class CandleAgent:
             web_enabled=True,
             datadir=str(datadir),
         )
-        # codecs: schema file of the canonical topic, subject of the topic actually used
-        self.trade_codec = AvroValueDecoder(s)  # hot path; same wire format as TopicCodec
-        self.candle_codecs = {iv: TopicCodec(t, s, schema_topic=topics.CANDLE_TOPICS[iv])
-                              for iv, t in s.candle_topics().items()}
-        self.late_codec = TopicCodec(s.candle_late_topic, s, schema_topic=topics.CANDLE_LATE)
-        self.dlq_codec = TopicCodec(s.candle_dlq_topic, s, schema_topic=topics.dlq(SERVICE))
+        # codecs: the latest schema registered under the subject of the topic actually used
+        self.trade_codec = AvroValueDecoder(s)
+        self.candle_codecs = {iv: AvroValueEncoder(t, s) for iv, t in s.candle_topics().items()}
+        self.late_codec = AvroValueEncoder(s.candle_late_topic, s)
+        self.dlq_codec = AvroValueEncoder(s.candle_dlq_topic, s)
 
         self.trades = app.topic(s.candle_trade_topic, **RAW)
         use_bulk_transport(app, {s.candle_trade_topic})
@@ -126,6 +126,7 @@ class CandleAgent:
             async with self.lock:
                 self._handle_trades(m.partition, records)
                 self.candles.touch(m.partition, records[-1].offset)
+                await self._confirm_emitted()
                 self.candles.flush()
             await self.app.producer.buffer.wait_until_ebb()
 
@@ -162,8 +163,18 @@ class CandleAgent:
             iv = rec["interval"]
             rec["emitted_at"] = ts
             key = topics.gold_key(rec["market"], rec["bucket_start"]).encode()
-            self.out[iv].send_soon(key=key, value=self.candle_codecs[iv].encode(rec))
+            self._unconfirmed.append(self.out[iv].send_soon(key=key, value=self.candle_codecs[iv].encode(rec)))
             self.metrics[f"candles_{iv}_r{min(rec['revision'], 1)}"] += 1
+
+    async def _confirm_emitted(self) -> None:
+        """Wait until the candles / mentions sent since the last state flush are acknowledged by the broker.
+
+        Called before the state that records them as emitted (revision, closed) is written: output and state go
+        to different topics with no ordering between them, so without the wait a crash could keep the state and
+        lose the candle, which would then never be emitted again."""
+        if self._unconfirmed:
+            pending, self._unconfirmed = self._unconfirmed, []
+            await asyncio.gather(*pending)
 
     def _dead_letter(self, reason: str, raw: bytes | None, source: str, key: bytes | None, partition: int,
                      offset: int) -> None:
@@ -180,9 +191,8 @@ class CandleAgent:
     def _setup_mentions(self) -> None:
         s, app = self.s, self.app
         self.matcher = default_matcher()
-        self.post_codec = TopicCodec(s.candle_post_topic, s, schema_topic=topics.DC_POST)
-        self.comment_codec = TopicCodec(s.candle_comment_topic, s, schema_topic=topics.DC_COMMENT)
-        self.mention_codec = TopicCodec(s.candle_out_mention, s, schema_topic=topics.MENTION_1M)
+        self.doc_codec = AvroValueDecoder(s)  # posts and comments (writer schema by id)
+        self.mention_codec = AvroValueEncoder(s.candle_out_mention, s)
         self.mention_out = app.topic(s.candle_out_mention, **RAW)
         n = s.candle_mention_partitions
         self.hits = app.topic(f"{s.candle_app_id}-mention-hits", internal=True, partitions=n, **RAW)
@@ -222,12 +232,12 @@ class CandleAgent:
         if raw is None:
             raise ValueError("null value")
         if topic == self.s.candle_post_topic:
-            rec = self.post_codec.decode(raw)
+            rec = self.doc_codec.decode(raw)
             doc = f"p:{rec['gallery']}/{rec['post_no']}"
             text = rec["title"] + ("\n" + rec["body"] if rec.get("body") else "")
             has_body = rec.get("body") is not None
         else:
-            rec = self.comment_codec.decode(raw)
+            rec = self.doc_codec.decode(raw)
             doc = f"c:{rec['gallery']}/{rec['post_no']}/{rec['comment_no']}"
             text, has_body = rec["text"] or "", True
         ts = to_ms(rec["created_at"])
@@ -254,6 +264,7 @@ class CandleAgent:
                         self._dead_letter(f"{type(exc).__name__}: {exc}", ev.value, self.hits.get_topic_name(),
                                           ev.key, p, off)
                     self.mentions.touch(p, off)
+                await self._confirm_emitted()
                 self.mentions.flush()
             await self.app.producer.buffer.wait_until_ebb()
 
@@ -262,7 +273,7 @@ class CandleAgent:
         for rec in emits:
             rec["emitted_at"] = ts
             key = topics.gold_key(rec["market"], rec["bucket_start"]).encode()
-            self.mention_out.send_soon(key=key, value=self.mention_codec.encode(rec))
+            self._unconfirmed.append(self.mention_out.send_soon(key=key, value=self.mention_codec.encode(rec)))
             self.metrics["mentions_emitted"] += 1
 
     # -- timer, rebalance, metrics ---------------------------------------------------------------------------
@@ -290,6 +301,7 @@ class CandleAgent:
                     eng = engines.engines.get(p)
                     if eng is not None:
                         self._emit_for(engines, eng.advance(target))
+                await self._confirm_emitted()
                 engines.flush()
 
     def _emit_for(self, engines: PartitionEngines, emits: list[dict[str, Any]]) -> None:

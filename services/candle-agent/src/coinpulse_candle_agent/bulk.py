@@ -85,3 +85,4 @@ def use_bulk_transport(app: Any, bulk_topics: set[str]) -> None:
     """Make `app` consume `bulk_topics` in chunks (call before the app starts)."""
     transport = type("AppBulkTransport", (BulkTransport,), {"bulk_topics": frozenset(bulk_topics)})
     app.transport = transport(app.conf.broker_consumer, app)
+
