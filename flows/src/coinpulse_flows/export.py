@@ -121,6 +121,7 @@ def _duckdb_batches(s: FlowSettings, schema: str, name: str, names: list[str], d
         duckdb_extensions.import_extension("postgres_scanner", con=con)
         con.execute("LOAD postgres_scanner")
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET pg_pages_per_task = 1000000")  # one COPY for the partition, not one per 1000-page ctid range
         cols = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
         reader = con.execute(f"SELECT {cols}, {hash_expr(names)} AS {HASH_COLUMN} "  # noqa: S608
                              "FROM postgres_scan(?, ?, ?)", [s.pg_dsn(), schema, name]).to_arrow_reader(
