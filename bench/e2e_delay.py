@@ -60,9 +60,6 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "e2e_delay.txt"
 OFFSET = 3000
-STACK_PORTS = ["KAFKA", "KAFKA_CONTROLLER", "REGISTRY", "REGISTRY_MANAGEMENT", "CONNECT", "POSTGRES", "S3",
-               "PREFECT", "SIM_UPBIT", "SIM_DCINSIDE"]
-METRICS = {"INGEST_METRICS": 28101, "CRAWL_METRICS": 28102, "CANDLE_METRICS": 28103, "SINK_METRICS": 28104}
 ALL_MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-SUI", "KRW-TRX", "KRW-LINK",
                "KRW-AVAX", "KRW-HBAR", "KRW-ETC", "KRW-BCH", "KRW-DOT", "KRW-OM"]
 PEER_TABLE = "bench_e2e.peer_candles"
@@ -137,27 +134,15 @@ async def run_peer(ws_url: str, dsn: str, markets: list[str], grace_ms: int) -> 
 
 # -- the isolated stack --------------------------------------------------------------------------------------------
 def stack_env(tmp: Path) -> dict[str, str]:
-    from coinpulse_common.paths import state_dir
-    from coinpulse_common.settings import Settings
+    from coinpulse_platform.isolated import stack_env as isolated_env
 
-    base = Settings()
-    e = {**os.environ, "COINPULSE_STATE_DIR": str(tmp / "state"), "COINPULSE_JVM_DIR": str(state_dir() / "jvm"),
-         "COINPULSE_LOG_FORMAT": "json"}
-    for name in STACK_PORTS:
-        e[f"COINPULSE_{name}_PORT"] = str(getattr(base, f"{name.lower()}_port") + OFFSET)
-    # dashboard + 3000 = 31000 would be the S3 port of the offset-2000 fault-test stack; the dashboard is not run
-    e["COINPULSE_DASHBOARD_PORT"] = str(base.dashboard_port + OFFSET + 50)
-    for name, port in METRICS.items():
-        e[f"COINPULSE_{name}_PORT"] = str(port + OFFSET)
-    for k in ("COINPULSE_KAFKA_BOOTSTRAP", "COINPULSE_REGISTRY_URL", "COINPULSE_CONNECT_URL", "COINPULSE_S3_ENDPOINT",
-              "COINPULSE_PG_HOST"):
-        e.pop(k, None)
-    return e
+    return isolated_env(tmp / "state", OFFSET, COINPULSE_LOG_FORMAT="json")
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coinpulse_platform.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    from coinpulse_platform.isolated import cli as isolated_cli
+
+    return isolated_cli(env, *args, timeout=timeout)
 
 
 class Procs:

@@ -7,39 +7,27 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import psutil
 import pytest
-from coinpulse_common.paths import state_dir
 from coinpulse_common.topics import TOPICS
+from coinpulse_platform.isolated import cli, stack_env
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 OFFSET = 1000
-PORTS = ["KAFKA", "KAFKA_CONTROLLER", "REGISTRY", "REGISTRY_MANAGEMENT", "CONNECT", "POSTGRES", "S3", "PREFECT"]
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, stack):
-    from coinpulse_common.settings import Settings
-    base = Settings()
     d = tmp_path_factory.mktemp("stack2")
     os.chmod(d, 0o755)
-    e = {**os.environ, "COINPULSE_STATE_DIR": str(d / "state"), "COINPULSE_JVM_DIR": str(state_dir() / "jvm")}
-    for name in PORTS:
-        e[f"COINPULSE_{name}_PORT"] = str(getattr(base, f"{name.lower()}_port") + OFFSET)
+    e = stack_env(d / "state", OFFSET)
     yield e
-    subprocess.run([sys.executable, "-m", "coinpulse_platform.cli", "down", "--purge"], env=e, timeout=180)
-
-
-def cli(env, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "coinpulse_platform.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    cli(e, "down", "--purge", timeout=180)
 
 
 def status(env) -> dict:

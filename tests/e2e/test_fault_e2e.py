@@ -36,16 +36,13 @@ from coinpulse_candle_agent.matcher import default_matcher
 from coinpulse_candle_agent.mentions import doc_hits
 from coinpulse_candle_agent.reference import candle_diff, reference_candles
 from coinpulse_candle_agent.trades import Trade
-from coinpulse_common.paths import state_dir
 from coinpulse_common.settings import Settings
+from coinpulse_platform.isolated import cli, stack_env
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 OFFSET = 2000
-STACK_PORTS = ["KAFKA", "KAFKA_CONTROLLER", "REGISTRY", "REGISTRY_MANAGEMENT", "CONNECT", "POSTGRES", "S3",
-               "PREFECT", "SIM_UPBIT", "SIM_DCINSIDE"]
-METRICS = {"INGEST_METRICS": 28101, "CRAWL_METRICS": 28102, "CANDLE_METRICS": 28103, "SINK_METRICS": 28104}
 MARKETS = "KRW-BTC,KRW-ETH,KRW-XRP"
 GALLERY = "bitcoins_new1"
 FEED_S = 1200  # an upper bound: the test ends the feed (POST /sim/finish) once the faults are done
@@ -53,29 +50,13 @@ FEED_S = 1200  # an upper bound: the test ends the feed (POST /sim/finish) once 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, stack):
-    base = Settings()
     d = tmp_path_factory.mktemp("stack-fault")
     os.chmod(d, 0o755)
-    e = {**os.environ, "COINPULSE_STATE_DIR": str(d / "state"), "COINPULSE_JVM_DIR": str(state_dir() / "jvm"),
-         "COINPULSE_LOG_FORMAT": "json"}
-    for name in STACK_PORTS:
-        e[f"COINPULSE_{name}_PORT"] = str(getattr(base, f"{name.lower()}_port") + OFFSET)
-    # dashboard + 2000 would be 30000, the S3 port of the offset-1000 lifecycle stack; the dashboard is not run here
-    e["COINPULSE_DASHBOARD_PORT"] = str(base.dashboard_port + OFFSET + 50)
-    for name, port in METRICS.items():
-        e[f"COINPULSE_{name}_PORT"] = str(port + OFFSET)
-    for k in ("COINPULSE_KAFKA_BOOTSTRAP", "COINPULSE_REGISTRY_URL", "COINPULSE_CONNECT_URL", "COINPULSE_S3_ENDPOINT"):
-        e.pop(k, None)
+    e = stack_env(d / "state", OFFSET, COINPULSE_LOG_FORMAT="json")
     r = cli(e, "up")
     assert r.returncode == 0, r.stdout + r.stderr
     yield e
-    subprocess.run([sys.executable, "-m", "coinpulse_platform.cli", "down", "--purge"], env=e, timeout=180,
-                   capture_output=True)
-
-
-def cli(env, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "coinpulse_platform.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    cli(e, "down", "--purge", timeout=180)
 
 
 def stack_pid(env, part: str) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from coinpulse_common.avro import schema_text
+from coinpulse_common.avro import REGISTRY_TIMEOUT_S, schema_text
 from coinpulse_common.settings import Settings
 from coinpulse_common.topics import TOPICS, TopicSpec
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
@@ -61,7 +61,7 @@ def registry_config(s: Settings) -> None:
 
 
 def registry(s: Settings) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": s.registry})
+    return SchemaRegistryClient({"url": s.registry, "timeout": REGISTRY_TIMEOUT_S})
 
 
 @dataclass

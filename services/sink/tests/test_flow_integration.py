@@ -14,7 +14,7 @@ from coinpulse_common.kafka import consumer
 from coinpulse_common.s3 import client as s3_client
 from coinpulse_sink.service import SinkService
 from coinpulse_sink.settings import SinkSettings
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -188,7 +188,8 @@ def test_added_optional_field_flows_through_without_manual_ddl(namespace):
     v2["fields"].append({"name": "venue_note", "type": ["null", "string"], "default": None, "doc": "test field"})
     reg = SchemaRegistryClient({"url": ns.settings.registry})
     reg.register_schema(f"{topic}-value", Schema(json.dumps(v2), "AVRO"))
-    ser = AvroSerializer(reg, json.dumps(v2), conf={"auto.register.schemas": False, "use.latest.version": True})
+    ser = AvroSerializer(reg, json.dumps(v2), conf={"auto.register.schemas": False, "use.latest.version": True,
+                                                   "subject.name.strategy": topic_subject_name_strategy})
     ctx = SerializationContext(topic, MessageField.VALUE)
     ns.send("upbit.trade", "KRW-BTC", trade(0))  # old writer schema still works
     ns.producer.produce(topic, key=b"KRW-BTC", value=ser({**trade(1), "venue_note": "hello"}, ctx))

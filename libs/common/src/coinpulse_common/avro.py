@@ -10,7 +10,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import SchemaRegistryClient, topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -37,9 +37,12 @@ def schema_fields(stem: str) -> list[str]:
     return [f["name"] for f in json.loads(schema_text(stem))["fields"]]
 
 
+REGISTRY_TIMEOUT_S = 15  # per HTTP request (the client retries transport errors); None would wait forever
+
+
 @lru_cache(maxsize=4)
 def registry_client(url: str | None = None) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": url or get_settings().registry})
+    return SchemaRegistryClient({"url": url or get_settings().registry, "timeout": REGISTRY_TIMEOUT_S})
 
 
 class TopicCodec:
@@ -50,7 +53,9 @@ class TopicCodec:
         self.topic = topic
         client = registry_client(s.registry)
         schema = topic_schema(schema_topic or topic)
-        conf = {"auto.register.schemas": False, "use.latest.version": True}
+        # `<topic>-value` by name: no association lookup (a Confluent-only endpoint) on the way to the schema
+        conf = {"auto.register.schemas": False, "use.latest.version": True,
+                "subject.name.strategy": topic_subject_name_strategy}
         self._ser = AvroSerializer(client, schema, conf=conf)
         self._de = AvroDeserializer(client)
         self._ctx = SerializationContext(topic, MessageField.VALUE)
