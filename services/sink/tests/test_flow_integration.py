@@ -12,6 +12,7 @@ import pytest
 from coinpulse_common.avro import schema_text
 from coinpulse_common.kafka import consumer
 from coinpulse_common.s3 import client as s3_client
+from coinpulse_sink import db
 from coinpulse_sink.service import SinkService
 from coinpulse_sink.settings import SinkSettings
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, topic_subject_name_strategy
@@ -173,7 +174,7 @@ def test_topics_flow_into_postgres_once_per_key_and_bronze_into_s3(namespace):
         h = httpx.get(f"http://127.0.0.1:{port}/health").json()
         assert set(h["connect"]["connectors"]) == {f"{ns.ns}-coinpulse-{x}" for x in (
             "silver-trades", "silver-tickers", "silver-posts", "silver-comments", "gold-candles", "gold-mentions")}
-        assert h["revision"] == "0001" and h["bronze"]["dead_letters"] == 1
+        assert h["revision"] == db.head_revision() == "0002" and h["bronze"]["dead_letters"] == 1
         m = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert f'coinpulse_sink_connector_running{{connector="{ns.ns}-coinpulse-silver-trades"}} 1.0' in m
         assert f'coinpulse_sink_bronze_records_total{{topic="{ns.ns}.upbit.raw"}} 6.0' in m
@@ -222,7 +223,7 @@ def test_writer_writes_only_its_tables_and_reader_only_reads(namespace):
                 w.execute(stmt)
     with psycopg.connect(s.pg_dsn("coinpulse_reader", s.pg_reader_password), autocommit=True) as r:
         assert r.execute(f"SELECT count(*) FROM {sil}.trades").fetchone() == (1,)
-        assert r.execute(f'SELECT count(*) FROM "{namespace.ns}_gold".kpi_vwap').fetchone() == (0,)
+        assert r.execute(f'SELECT count(*) FROM "{namespace.ns}_gold".candles').fetchone() == (0,)
         for stmt in (f"DELETE FROM {sil}.trades", f"SELECT * FROM {brz}.s3_objects",
                      f"INSERT INTO {sil}.tickers (market) VALUES ('x')"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -30,6 +30,17 @@ def migrate(s: SinkSettings, names: Names, revision: str = "head") -> None:
     command.upgrade(alembic_config(s, names), revision)
 
 
+def head_revision() -> str:
+    """The newest migration shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("coinpulse_sink") / "migrations"))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None, "coinpulse_sink ships no migrations"
+    return head
+
+
 def current_revision(s: SinkSettings, names: Names) -> str | None:
     with psycopg.connect(s.pg_dsn()) as c:
         reg = c.execute("SELECT to_regclass(%s)", (f'"{names.ops}".alembic_version',)).fetchone()[0]

@@ -82,26 +82,6 @@ MENTIONS = Table("gold", "mentions_1m", (
     _c("emitted_at", TS),
 ), ("market", "bucket_start"), "bucket_start", (), "mention", ("mention.1m",))
 
-# KPI marts: filled by the gold refresh flow (next issue); one row per window and market.
-_WINDOW = (_c("window_start", TS), _c("window_s", INT), _c("market", TEXT))
-KPI_TOP_TRADE_VALUE = Table("gold", "kpi_top_trade_value", (
-    *_WINDOW, _c("rank", INT), _c("trade_value", DOUBLE), _c("volume", DOUBLE), _c("trade_count", BIGINT),
-    _c("computed_at", TS),
-), ("window_s", "window_start", "market"), "window_start", (("market", "window_start"),))
-KPI_VOLATILITY = Table("gold", "kpi_volatility", (
-    *_WINDOW, _c("rank", INT), _c("volatility", DOUBLE), _c("high", DOUBLE, True), _c("low", DOUBLE, True),
-    _c("candles", INT), _c("computed_at", TS),
-), ("window_s", "window_start", "market"), "window_start", (("market", "window_start"),))
-KPI_VWAP = Table("gold", "kpi_vwap", (
-    *_WINDOW, _c("vwap", DOUBLE), _c("volume", DOUBLE), _c("quote_volume", DOUBLE), _c("last_price", DOUBLE, True),
-    _c("deviation", DOUBLE, True), _c("computed_at", TS),
-), ("window_s", "window_start", "market"), "window_start", (("market", "window_start"),))
-KPI_PRICE_MENTION = Table("gold", "kpi_price_mention", (
-    *_WINDOW, _c("price_change", DOUBLE, True), _c("mentions", BIGINT), _c("mention_zscore", DOUBLE, True),
-    _c("sentiment", DOUBLE, True), _c("correlation", DOUBLE, True), _c("lead_lag_minutes", INT, True),
-    _c("computed_at", TS),
-), ("window_s", "window_start", "market"), "window_start", (("market", "window_start"),))
-
 # bronze in PostgreSQL is the ledger of the bronze objects the S3 sink wrote (the frames themselves live in S3)
 S3_OBJECTS = Table("bronze", "s3_objects", (
     _c("key", TEXT), _c("topic", TEXT), _c("partition", INT), _c("start_offset", BIGINT), _c("end_offset", BIGINT),
@@ -109,8 +89,8 @@ S3_OBJECTS = Table("bronze", "s3_objects", (
 ), ("key",), None, (("topic", "partition", "start_offset"),))
 
 CONNECTOR_TABLES = (TRADES, TICKERS, POSTS, COMMENTS, CANDLES, MENTIONS)
-KPI_TABLES = (KPI_TOP_TRADE_VALUE, KPI_VOLATILITY, KPI_VWAP, KPI_PRICE_MENTION)
-TABLES = (*CONNECTOR_TABLES, *KPI_TABLES, S3_OBJECTS)
+# the KPI marts are the gold refresh flow's own tables (flows/, schema COINPULSE_MARTS_SCHEMA), not the sink's
+TABLES = (*CONNECTOR_TABLES, S3_OBJECTS)
 
 
 def _q(ident: str) -> str:
