@@ -106,8 +106,10 @@ def test_kill_9_and_restart_gives_identical_final_candles(stack, topic_set, agen
     want, _ = expected_1m(order, timing)
     produce_trades(stack, topic_set.topic("trade"), order)
 
-    a = agents(grace_ms=timing.grace_ms, lateness_ms=timing.lateness_ms, idle_after_ms=1_000, mentions="false",
-               batch_size=500, session_timeout_s=6)
+    # an eager idle timer: after a restart the fetcher runs ahead of the agent, and the timer must not take
+    # fetched-but-unprocessed input for idleness (it would close buckets early and turn their trades into revisions)
+    a = agents(grace_ms=timing.grace_ms, lateness_ms=timing.lateness_ms, idle_after_ms=50, timer_interval_s=0.05,
+               mentions="false", batch_size=500, session_timeout_s=6)
     reader = TopicReader(stack, topic_set.topic("1m"), topics.CANDLE_1M, 3)
     for needed in (3, 25):  # kill -9 twice, mid-stream
         proc = a.start()

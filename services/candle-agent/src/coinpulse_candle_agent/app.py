@@ -210,7 +210,7 @@ class CandleAgent:
             for ev in events:
                 m = ev.message
                 try:
-                    hits = self._doc_hits(m.topic, ev.value)
+                    hits = self._doc_hits(m.topic, ev.value, m.offset)
                 except Exception as exc:  # noqa: BLE001 - dead-letter, never crash on one record
                     self.metrics["docs_bad"] += 1
                     self._dead_letter(f"{type(exc).__name__}: {exc}", ev.value, m.topic, ev.key, m.partition,
@@ -228,7 +228,7 @@ class CandleAgent:
                     self.hits.send_soon(key=b"", value=tick, partition=p)
             await self.app.producer.buffer.wait_until_ebb()
 
-    def _doc_hits(self, topic: str, raw: bytes | None) -> list[tuple[int, DocHits | None]]:
+    def _doc_hits(self, topic: str, raw: bytes | None, offset: int) -> list[tuple[int, DocHits | None]]:
         if raw is None:
             raise ValueError("null value")
         if topic == self.s.candle_post_topic:
@@ -241,7 +241,7 @@ class CandleAgent:
             doc = f"c:{rec['gallery']}/{rec['post_no']}/{rec['comment_no']}"
             text, has_body = rec["text"] or "", True
         ts = to_ms(rec["created_at"])
-        hits = doc_hits(self.matcher, doc, ts, text, has_body)
+        hits = doc_hits(self.matcher, doc, ts, text, has_body, offset)
         return [(ts, h) for h in hits] or [(ts, None)]
 
     async def _count_mentions(self, stream: Any) -> None:
@@ -294,7 +294,10 @@ class CandleAgent:
                 for p, (target, offset) in cands.items():
                     tp = TP(topic, p)
                     if offset < 0:
-                        offset = (await app.consumer.position(tp) or 0) - 1
+                        # nothing processed since the engine was loaded: everything from the committed offset
+                        # on is still to come (the fetch position is no guide: fetched records may sit in
+                        # the stream's buffer, and advancing now would close their buckets before they count)
+                        offset = self._committed(tp) - 1
                     highwater = app.consumer.highwater(tp)
                     if highwater is None or offset + 1 < highwater:
                         continue  # unread input: not idle, just behind
@@ -303,6 +306,10 @@ class CandleAgent:
                         self._emit_for(engines, eng.advance(target))
                 await self._confirm_emitted()
                 engines.flush()
+
+    def _committed(self, tp: TP) -> int:
+        """The partition's committed offset as the consumer last saw it (0 when none: Faust keeps 0 as None)."""
+        return self.app.consumer._committed_offset.get(tp) or 0  # noqa: SLF001 - Faust exposes no getter
 
     def _emit_for(self, engines: PartitionEngines, emits: list[dict[str, Any]]) -> None:
         if engines is self.candles:

@@ -149,15 +149,16 @@ def rollup_summary(parts: dict[int, tuple]) -> tuple:
 
 
 class RollupBucket:
-    """A 5m or 1h candle: the latest emitted summary of each of its 1-minute candles."""
+    """A 5m or 1h candle: the latest emitted summary of each of its 1-minute candles (and that candle's revision)."""
 
-    __slots__ = ("market", "interval", "start", "parts", "revision")
+    __slots__ = ("market", "interval", "start", "parts", "applied", "revision")
 
     def __init__(self, market: str, interval: str, start: int):
         self.market = market
         self.interval = interval
         self.start = start
         self.parts: dict[int, tuple] = {}
+        self.applied: dict[int, int] = {}  # minute start -> revision of the 1-minute candle in `parts`
         self.revision = -1
 
     def record(self) -> dict[str, Any]:
@@ -165,11 +166,12 @@ class RollupBucket:
 
     def to_state(self) -> dict[str, Any]:
         return {"m": self.market, "i": self.interval, "s": self.start, "r": self.revision,
-                "parts": [[k, list(v)] for k, v in sorted(self.parts.items())]}
+                "parts": [[k, list(v), self.applied.get(k, -1)] for k, v in sorted(self.parts.items())]}
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> RollupBucket:
         r = cls(d["m"], d["i"], d["s"])
         r.revision = d["r"]
-        r.parts = {k: tuple(v) for k, v in d["parts"]}
+        r.parts = {p[0]: tuple(p[1]) for p in d["parts"]}
+        r.applied = {p[0]: p[2] if len(p) > 2 else -1 for p in d["parts"]}  # state written before `applied`
         return r

@@ -49,6 +49,7 @@ class CandleEngine:
         self.buckets: dict[BucketKey, MinuteBucket | RollupBucket] = {}
         self.schedule = Schedule()
         self._dirty: set[BucketKey] = set()
+        self._final: dict[BucketKey, dict[str, Any]] = {}  # last state of buckets changed, then expired, since
         self._wm_dirty = False
         self.accepted = self.duplicates = self.late = 0
 
@@ -62,12 +63,18 @@ class CandleEngine:
         b = self.buckets.get(key)
         if b is None:
             b = self._create(key)
+        emits: list[dict[str, Any]] = []
         if not b.add(t):  # type: ignore[union-attr]
+            # a duplicate still moves event time: on a replay after a crash, the trade's first copy may be in the
+            # restored state while the event time it set is not (uninterrupted, this never moves anything)
             self.duplicates += 1
-            return Outcome("dup", [])
+            if self.watermark is None or t.ts > self.watermark:
+                self.watermark = t.ts
+                self._wm_dirty = True
+                self._drain(emits)
+            return Outcome("dup", emits)
         self.accepted += 1
         self._dirty.add(key)
-        emits: list[dict[str, Any]] = []
         if b.revision >= 0:
             b.revision += 1
             emits.append(b.record())
@@ -110,7 +117,10 @@ class CandleEngine:
         for interval in ROLLUPS:
             key = (interval, m.market, bucket_start(m.start, INTERVALS_MS[interval]))
             r = self.buckets.get(key) or self._create(key)
+            if r.applied.get(m.start, -1) >= m.revision:  # type: ignore[union-attr]
+                continue  # a replay re-emitting a minute revision the restored rollup already holds
             r.parts[m.start] = summary  # type: ignore[union-attr]
+            r.applied[m.start] = m.revision  # type: ignore[union-attr]
             self._dirty.add(key)
             if r.revision >= 0:
                 r.revision += 1
@@ -131,21 +141,37 @@ class CandleEngine:
             if isinstance(b, MinuteBucket):
                 self._feed_rollups(b, emits)
         while (key := self.schedule.pop_expiry(w)) is not None:
-            if self.buckets.pop(key, None) is not None:  # type: ignore[arg-type]
+            if (b := self.buckets.pop(key, None)) is not None:  # type: ignore[arg-type]
+                if key in self._dirty:  # changed since the last flush: that change is written before the deletion
+                    self._final[key] = b.to_state()  # type: ignore[index]
                 self._dirty.add(key)  # type: ignore[arg-type]
 
     # -- persistence -----------------------------------------------------------------------------------------
     def take_changes(self) -> list[tuple[str, dict[str, Any] | None]]:
-        """State records changed since the last call: buckets first, the watermark last."""
-        out: list[tuple[str, dict[str, Any] | None]] = []
+        """State records changed since the last call, in an order whose every prefix a replay repairs (a kill can
+        cut the write anywhere): rollups, then 1-minute buckets, then the watermark, then deletions.
+
+        Rollups before minutes: a minute whose new state landed is a duplicate on replay and will not feed its
+        rollups again, so they must have landed already; a rollup ahead of its minute ignores the minute's
+        replayed revisions it already holds (`RollupBucket.applied`). Deletions after the watermark: the
+        watermark that expired a bucket makes its replayed trades late instead of a new bucket. A bucket that
+        changed and expired within one flush (closed and expired by one jump of event time) has its last state
+        written too: a deleted minute can no longer feed a rollup that did not land."""
+        rollups, minutes, deleted = [], [], []
         for key in self._dirty:
             b = self.buckets.get(key)
-            out.append((state_key(key), b.to_state() if b is not None else None))
+            state = b.to_state() if b is not None else self._final.get(key)
+            if state is not None:
+                (minutes if key[0] == "1m" else rollups).append((state_key(key), state))
+            if b is None:
+                deleted.append((state_key(key), None))
         self._dirty.clear()
+        self._final.clear()
+        out: list[tuple[str, dict[str, Any] | None]] = rollups + minutes
         if self._wm_dirty:
             out.append((WATERMARK_KEY, {"w": self.watermark}))
             self._wm_dirty = False
-        return out
+        return out + deleted
 
     def load(self, items: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         """Restore state records; returns whatever the restored watermark already closes."""

@@ -2,7 +2,9 @@
 
 Input is one `DocHits` per (document, market): what one version of a post or comment says about one market,
 with the document's event time (created_at). A document seen again (re-crawl, view page fetched later) replaces
-its earlier contribution, except that a version without a body never replaces one with a body. The minute bucket
+its earlier contribution, except that a version without a body never replaces one with a body. A version is
+ordered by its source record's offset (a document always lives in one partition of its topic), so a replay of
+older versions after a restart changes nothing. The minute bucket
 follows the candle clock (clock.py): emitted with revision 0 when event time passes end + grace, re-emitted with
 revision + 1 when a change arrives within the lateness, later input is counted as late.
 """
@@ -27,6 +29,7 @@ class DocHits(NamedTuple):
     positive: int
     negative: int
     has_body: bool  # posts: the body was known; comments: always True
+    version: int = -1  # offset of the source record (post or comment topic); -1: unordered
 
     @property
     def is_post(self) -> bool:
@@ -40,7 +43,7 @@ class DocHits(NamedTuple):
         return cls(*v)
 
 
-def doc_hits(matcher: MentionMatcher, doc: str, ts: int, text: str, has_body: bool) -> list[DocHits]:
+def doc_hits(matcher: MentionMatcher, doc: str, ts: int, text: str, has_body: bool, version: int = -1) -> list[DocHits]:
     """What one document version says about each market it mentions."""
     hits = matcher.mentions(text)
     if not hits:
@@ -49,7 +52,7 @@ def doc_hits(matcher: MentionMatcher, doc: str, ts: int, text: str, has_body: bo
     counts: dict[str, int] = {}
     for h in hits:
         counts[h.market] = counts.get(h.market, 0) + 1
-    return [DocHits(doc, m, ts, n, pos, neg, has_body) for m, n in sorted(counts.items())]
+    return [DocHits(doc, m, ts, n, pos, neg, has_body, version) for m, n in sorted(counts.items())]
 
 
 def mention_record(market: str, start: int, docs: dict[str, tuple], revision: int) -> dict[str, Any]:
@@ -76,9 +79,11 @@ class MentionEngine:
     def __init__(self, timing: Timing):
         self.timing = timing
         self.watermark: int | None = None
-        self.buckets: dict[tuple[str, int], dict[str, Any]] = {}  # {"docs": {doc: (n, pos, neg, body)}, "r": rev}
+        # {"docs": {doc: (mentions, positive, negative, has_body, version)}, "r": revision}
+        self.buckets: dict[tuple[str, int], dict[str, Any]] = {}
         self.schedule = Schedule()
         self._dirty: set[tuple[str, int]] = set()
+        self._final: dict[tuple[str, int], dict[str, Any]] = {}  # buckets changed, then expired, since last flush
         self._wm_dirty = False
         self.accepted = self.unchanged = self.late = 0
 
@@ -98,9 +103,9 @@ class MentionEngine:
             end = start + MINUTE_MS
             self.schedule.add(self.timing.close_at(end), self.timing.expire_at(end), (h.market, start), key)
         old = b["docs"].get(h.doc)
-        new = (h.mentions, h.positive, h.negative, h.has_body)
+        new = (h.mentions, h.positive, h.negative, h.has_body, h.version)
         emits: list[dict[str, Any]] = []
-        if old == new or (old is not None and old[3] and not h.has_body):
+        if old is not None and (old[:4] == new[:4] or (old[3] and not h.has_body) or 0 <= h.version <= old[4]):
             self.unchanged += 1
             status = "unchanged"
         else:
@@ -131,19 +136,28 @@ class MentionEngine:
                 self._dirty.add(key)  # type: ignore[arg-type]
                 emits.append(self._record(key))  # type: ignore[arg-type]
         while (key := self.schedule.pop_expiry(w)) is not None:
-            if self.buckets.pop(key, None) is not None:  # type: ignore[arg-type]
+            if (b := self.buckets.pop(key, None)) is not None:  # type: ignore[arg-type]
+                if key in self._dirty:
+                    self._final[key] = b  # type: ignore[index]
                 self._dirty.add(key)  # type: ignore[arg-type]
 
     def take_changes(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """Changed buckets, then the watermark, then deletions: every prefix is a state the replay repairs (as
+        CandleEngine.take_changes; a bucket changed and expired since the last call has its last state written)."""
         out: list[tuple[str, dict[str, Any] | None]] = []
+        deleted: list[tuple[str, dict[str, Any] | None]] = []
         for key in self._dirty:
-            b = self.buckets.get(key)
-            out.append((f"{key[0]}|{key[1]}", None if b is None else {"r": b["r"], "docs": b["docs"]}))
+            b = self.buckets.get(key) or self._final.get(key)
+            if b is not None:
+                out.append((f"{key[0]}|{key[1]}", {"r": b["r"], "docs": b["docs"]}))
+            if key not in self.buckets:
+                deleted.append((f"{key[0]}|{key[1]}", None))
         self._dirty.clear()
+        self._final.clear()
         if self._wm_dirty:
             out.append((WATERMARK_KEY, {"w": self.watermark}))
             self._wm_dirty = False
-        return out
+        return out + deleted
 
     def load(self, items: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         for k, v in items:
@@ -152,7 +166,8 @@ class MentionEngine:
                 continue
             market, start_s = k.rsplit("|", 1)
             key = (market, int(start_s))
-            self.buckets[key] = {"r": v["r"], "docs": {d: tuple(x) for d, x in v["docs"].items()}}
+            docs = {d: tuple(x) if len(x) > 4 else (*x, -1) for d, x in v["docs"].items()}  # -1: before versions
+            self.buckets[key] = {"r": v["r"], "docs": docs}
             end = key[1] + MINUTE_MS
             if v["r"] >= 0:
                 self.schedule.add_expiry(self.timing.expire_at(end), key, key)

@@ -2,11 +2,16 @@
 
 Faust's windowed tables are not used (restored windows never expire, closing follows the wall clock). Each input
 partition p has one engine (CandleEngine or MentionEngine); its state records are stored in the table under
-`<p>|<record key>` and written to changelog partition p (the table is co-partitioned with the input topic), in
-the order the engine hands them out: bucket values first, the partition's event time last. Writes are sent
-before the batch's input offsets are acknowledged, and Faust flushes the producer before it commits offsets, so
-after a crash the changelog holds at least everything the committed offsets cover; re-delivered input is
-recognised by the per-bucket sequential_id sets (candles) or the per-document versions (mentions).
+`<p>|<record key>` and written to changelog partition p (the table is co-partitioned with the input topic).
+Writes are sent before the batch's input offsets are acknowledged, and Faust flushes the producer before it
+commits offsets, so after a crash the changelog holds at least everything the committed offsets cover;
+re-delivered input is recognised by the per-bucket sequential_id sets (candles) or the per-document versions
+(mentions).
+
+A kill can cut a flush anywhere: any prefix of it may be all that lands. So a flush is ordered such that every
+prefix is a state the replay of uncommitted input repairs: bucket values first, then the partition's event time,
+then deletions of expired buckets. A deletion that landed without the event time that expired the bucket would
+let the replayed trades recreate the bucket from nothing, already past its close (a full minute of revisions).
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ class Engine(Protocol):
 
 def _dumps(v: dict[str, Any]) -> bytes:
     return json.dumps(v, separators=(",", ":")).encode()
+
+
+def flush_order(changes: list[tuple[str, dict[str, Any] | None]]) -> list[tuple[str, dict[str, Any] | None]]:
+    """Values (the event time, which engines hand out last, among them: last), then deletions (module doc)."""
+    values = [c for c in changes if c[1] is not None]
+    return values + [c for c in changes if c[1] is None]
 
 
 class PartitionEngines:
@@ -64,7 +75,7 @@ class PartitionEngines:
     def flush(self) -> None:
         data = self.table.data
         for p, eng in self.engines.items():
-            for key, value in eng.take_changes():
+            for key, value in flush_order(eng.take_changes()):
                 k = f"{p}|{key}".encode()
                 if value is None:
                     data.pop(k, None)
