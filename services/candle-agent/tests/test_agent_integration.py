@@ -17,6 +17,7 @@ from coinpulse_candle_agent.trades import Trade
 from coinpulse_common import topics
 from coinpulse_common.avro import TopicCodec
 from coinpulse_common.kafka import producer
+from confluent_kafka import Producer
 
 pytestmark = pytest.mark.integration
 
@@ -160,6 +161,17 @@ def test_mentions_per_market_minute_from_posts_and_comments(stack, topic_set, ag
     post(2, t0 + 2_000, "트리플 악셀", "리플렉스")  # no coin
     comment(1, 1, t0 + 3_000, "BTC 손절함")
     comment(2, 1, t0 + 65_000, "리플이 물렸다")
+    p.flush(10)
+    # a crawl cycle aborted by a crash (crawl-dc writes one transaction per cycle): never counted
+    tx = Producer({"bootstrap.servers": stack.bootstrap, "transactional.id": f"it-abort-{topic_set.topic('post')}"})
+    tx.init_transactions(30)
+    tx.begin_transaction()
+    tx.produce(topic_set.topic("post"), key=b"bitcoins_new1/9", value=posts.encode({
+        "gallery": "bitcoins_new1", "post_no": 9, "title": "도지 비트코인", "body": None, "head": None, "author_hash": "a",
+        "ip_hash": None, "is_member": False, "created_at": t0 + 4_000, "views": 0, "recommend": 0, "reply_count": 0,
+        "deleted": False, "url": None, "fetched_at": t0 + 4_000}))
+    assert tx.flush(30) == 0  # in the log, then aborted
+    tx.abort_transaction(30)
     post(3, t0 + 200_000, "later", "도지")  # moves event time past both minutes
     p.produce(topic_set.topic("comment"), key=b"x", value=b"junk")
     p.flush(10)
@@ -185,6 +197,7 @@ def test_mentions_per_market_minute_from_posts_and_comments(stack, topic_set, ag
     btc = reader.last[topics.gold_key("KRW-BTC", t0).encode()]
     assert btc["sentiment"] == pytest.approx(1 / 3)
     assert not any(k.startswith(b"KRW-XRP|" + str(t0).encode()) for k in reader.last)  # 트리플/리플렉스
+    assert topics.gold_key("KRW-DOGE", t0).encode() not in reader.last  # only in the aborted transaction
     reader.close()
 
 

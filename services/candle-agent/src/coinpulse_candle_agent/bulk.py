@@ -15,6 +15,10 @@ offset is the last record's. Everything else stays Faust's:
   and (at-least-once) Faust flushes the producer (state changelog, candles) before it commits.
 
 Other topics (tables' changelogs during recovery, the mention topics) keep the per-record path.
+
+The consumer also reads with isolation level read_committed (Faust asks aiokafka for read_uncommitted unless the
+app itself runs exactly-once): crawl-dc writes one transaction per crawl cycle, and the documents of a cycle
+aborted by a crash must not be counted.
 """
 
 from __future__ import annotations
@@ -43,8 +47,19 @@ class ChunkMessage(ConsumerMessage):
         self.records = records
 
 
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # noqa: SLF001 - aiokafka hands it to its Fetcher at start()
+        return consumer
+
+
 class BulkConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, but records of bulk topics come out as one ChunkMessage per partition."""
+    """Faust's aiokafka consumer, but records of bulk topics come out as one ChunkMessage per partition, and only
+    committed records are read."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # type: ignore[override]  # noqa: ASYNC109 - Faust signature
         bulk_topics: frozenset[str] = self.transport.bulk_topics  # type: ignore[attr-defined]
