@@ -22,7 +22,7 @@ def flow_env(stack, unique, tmp_path) -> Iterator[dict]:
     overrides = {"tier_schemas": [schema], "tier_prefix": f"test-flows-{unique}/",
                  "archive_dir_override": str(tmp_path / "archive"), "backup_prefix": f"test-flows-{unique}/backups/",
                  "marts_schema": f"{schema}_marts", "trades_table": f"{schema}.trades",
-                 "candles_table": f"{schema}.candles_1m", "mentions_table": f"{schema}.mentions_1m"}
+                 "candles_table": f"{schema}.candles", "mentions_table": f"{schema}.mentions_1m"}
     s = FlowSettings(**overrides)
     with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {schema}")

@@ -33,10 +33,12 @@ def _topic(s, name: str, schema: str) -> None:
 
 def _gold_tables(s, schema):
     with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
-        c.execute(f"""CREATE TABLE {schema}.candles_1m (market text, interval text, bucket_start timestamptz,
+        # as gold.candles of the sink's model: all intervals in one table
+        c.execute(f"""CREATE TABLE {schema}.candles (market text, interval text, bucket_start timestamptz,
             open float8, high float8, low float8, close float8, volume float8, quote_volume float8, vwap float8,
             trade_count bigint, buy_volume float8, sell_volume float8, first_trade_at timestamptz,
-            last_trade_at timestamptz, revision int, emitted_at timestamptz, PRIMARY KEY (market, bucket_start))""")
+            last_trade_at timestamptz, revision int, emitted_at timestamptz,
+            PRIMARY KEY (market, interval, bucket_start))""")
         c.execute(f"""CREATE TABLE {schema}.mentions_1m (market text, bucket_start timestamptz, mentions bigint,
             posts bigint, comments bigint, positive bigint, negative bigint, sentiment float8, revision int,
             emitted_at timestamptz, PRIMARY KEY (market, bucket_start))""")
@@ -56,9 +58,13 @@ def test_marts_rank_compute_vwap_and_publish_a_spike_once(flow_env, unique):
                 b = T0 + timedelta(minutes=k)
                 close = base * (1 + 0.001 * (i + 1) * math.sin(k))  # volatility grows with i
                 vol = 1.0 + (k % 3)
-                c.execute(f"INSERT INTO {schema}.candles_1m (market, bucket_start, open, high, low, close, volume, "
-                          "quote_volume, vwap, trade_count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 3)",
+                c.execute(f"INSERT INTO {schema}.candles (market, interval, bucket_start, open, high, low, close, "
+                          "volume, quote_volume, vwap, trade_count) VALUES (%s, '1m', %s, %s, %s, %s, %s, %s, %s, %s, 3)",
                           (m, b, close, close, close, close, vol, close * vol, close))
+            # rollups in the same table, ranked the other way round: the marts must read 1-minute rows only
+            c.execute(f"INSERT INTO {schema}.candles (market, interval, bucket_start, open, high, low, close, volume, "
+                      "quote_volume, vwap, trade_count) VALUES (%s, '1h', %s, 1, 1e6, 1e-6, 1, 1e9, %s, 1, 3)",
+                      (m, T0 + timedelta(hours=1), 1e9 * (12 - i)))
         for k in range(180):  # steady chatter about M0, then a burst
             n = 40 if T0 + timedelta(minutes=k) == spike_at else 1 + k % 2
             c.execute(f"INSERT INTO {schema}.mentions_1m (market, bucket_start, mentions, posts, comments, sentiment)"
@@ -73,8 +79,8 @@ def test_marts_rank_compute_vwap_and_publish_a_spike_once(flow_env, unique):
         vol = c.execute(f"SELECT market FROM {m}.volatility WHERE rank = 1").fetchone()[0]
         assert vol == "KRW-M11"
         vwap, expected = c.execute(
-            f"SELECT v.vwap, (SELECT sum(quote_volume) / sum(volume) FROM {schema}.candles_1m "
-            f"WHERE market = 'KRW-M3' AND bucket_start >= %s) FROM {m}.vwap v "
+            f"SELECT v.vwap, (SELECT sum(quote_volume) / sum(volume) FROM {schema}.candles "
+            f"WHERE market = 'KRW-M3' AND interval = '1m' AND bucket_start >= %s) FROM {m}.vwap v "
             "WHERE market = 'KRW-M3' AND window_minutes = 60", (as_of - timedelta(minutes=60),)).fetchone()
         assert vwap == pytest.approx(expected, rel=1e-12)
         spike = c.execute(f"SELECT market, bucket_start, mentions, zscore, published FROM {m}.mention_spikes").fetchall()
@@ -98,6 +104,26 @@ def test_marts_rank_compute_vwap_and_publish_a_spike_once(flow_env, unique):
     assert got[0][0] == f"KRW-M0|{int(spike_at.timestamp() * 1000)}" and got[0][1]["mentions"] == 40
 
 
+def _floor(t: datetime, step: timedelta) -> datetime:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + (t - epoch) // step * step
+
+
+def _expected_rollups(minutes: list[tuple], lo: datetime, hi: datetime) -> list[tuple]:
+    """5m and 1h candles over [lo, hi) from 1-minute rows (market, bucket, o, h, l, c, volume, trade_count)."""
+    out = []
+    for iv, step in (("1h", timedelta(hours=1)), ("5m", timedelta(minutes=5))):
+        groups: dict[tuple, list] = {}
+        for row in minutes:
+            b = _floor(row[1], step)
+            if b < hi and b + step > lo:
+                groups.setdefault((row[0], b), []).append(row)
+        for (m, b), rows in sorted(groups.items()):
+            out.append((iv, m, b, rows[0][2], max(r[3] for r in rows), min(r[4] for r in rows), rows[-1][5],
+                        sum(r[6] for r in rows), sum(r[7] for r in rows)))
+    return out
+
+
 def _frame(market, sid, ts: datetime, price, vol, side="BID", simple=False):
     ms = int(ts.timestamp() * 1000)
     if simple:
@@ -118,11 +144,16 @@ def test_backfill_from_kafka_repairs_a_range_and_converges(flow_env, unique):
             trade_timestamp timestamptz NOT NULL, price float8, volume float8, ask_bid text, prev_closing_price float8,
             change text, change_price float8, stream_type text, backfilled boolean, received_at timestamptz,
             PRIMARY KEY (market, sequential_id))""")
-        # what a parsing bug left behind: a wrong trade and a wrong candle inside the range
+        # what a parsing bug left behind: a wrong trade, a wrong candle and a wrong 5m rollup inside the range
         c.execute(f"INSERT INTO {schema}.trades (market, sequential_id, trade_timestamp, price, volume, ask_bid) "
                   "VALUES ('KRW-BTC', 999, %s, 1, 1, 'BID')", (T0 + timedelta(seconds=1),))
-        c.execute(f"INSERT INTO {schema}.candles_1m (market, bucket_start, open, high, low, close, volume, "
-                  "quote_volume, vwap, trade_count) VALUES ('KRW-BTC', %s, 1, 1, 1, 1, 1, 1, 1, 1)", (T0,))
+        ins = (f"INSERT INTO {schema}.candles (market, interval, bucket_start, open, high, low, close, volume, "
+               "quote_volume, vwap, trade_count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 1, %s)")
+        c.execute(ins, ("KRW-BTC", "1m", T0, 1, 1, 1, 1, 1, 1, 1))
+        c.execute(ins, ("KRW-BTC", "5m", _floor(T0, timedelta(minutes=5)), 1, 1, 1, 1, 1, 1, 1))
+        # right rows outside the range: a minute before it (its rollups take it in), a day-old hour (untouched)
+        c.execute(ins, ("KRW-BTC", "1m", T0 - timedelta(minutes=1), 95.0, 96.0, 94.0, 95.5, 2.0, 191.0, 2))
+        c.execute(ins, ("KRW-BTC", "1h", _floor(T0, timedelta(hours=1)) - timedelta(days=1), 7, 8, 6, 7, 1, 7, 1))
     codec = TopicCodec(topic, s, schema_topic="upbit.raw")
     prod = producer(s)
     frames = [
@@ -144,12 +175,19 @@ def test_backfill_from_kafka_repairs_a_range_and_converges(flow_env, unique):
     r = rebuild(s, T0, T0 + timedelta(minutes=2), "kafka")
     assert (r.frames, r.trades, r.problems) == (6, 4, {"bad_json": 1})
     q = (f"SELECT market, bucket_start, open, high, low, close, volume, quote_volume, trade_count, buy_volume, "
-         f"sell_volume FROM {schema}.candles_1m ORDER BY 1, 2")
+         f"sell_volume FROM {schema}.candles WHERE interval = '1m' AND bucket_start >= %s ORDER BY 1, 2")
+    q_rollups = (f"SELECT interval, market, bucket_start, open, high, low, close, volume, trade_count "
+                 f"FROM {schema}.candles WHERE interval <> '1m' ORDER BY 1, 2, 3")
     with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
-        candles = c.execute(q).fetchall()
+        candles = c.execute(q, (T0,)).fetchall()
         assert candles == [("KRW-BTC", T0, 100.0, 110.0, 90.0, 110.0, 4.0, 100.0 + 220.0 + 90.0, 3, 2.0, 2.0),
                            ("KRW-ETH", T0 + timedelta(minutes=1), 5.0, 5.0, 5.0, 5.0, 4.0, 20.0, 1, 4.0, 0.0)]
         assert c.execute(f"SELECT count(*) FROM {schema}.trades WHERE sequential_id = 999").fetchone()[0] == 0
+        rollups = c.execute(q_rollups).fetchall()
+        minutes = c.execute(f"SELECT market, bucket_start, open, high, low, close, volume, trade_count "
+                            f"FROM {schema}.candles WHERE interval = '1m' ORDER BY 1, 2").fetchall()
+    assert rollups == sorted(_expected_rollups(minutes, T0, T0 + timedelta(minutes=2)) + [
+        ("1h", "KRW-BTC", _floor(T0, timedelta(hours=1)) - timedelta(days=1), 7, 8, 6, 7, 1, 1)])
     # the CLI, as `coinpulse backfill` runs it, converges to the same rows
     env = {**os.environ, "COINPULSE_TRADES_TABLE": s.trades_table, "COINPULSE_CANDLES_TABLE": s.candles_table,
            "COINPULSE_BACKFILL_TOPIC": topic}
@@ -159,5 +197,6 @@ def test_backfill_from_kafka_repairs_a_range_and_converges(flow_env, unique):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout.strip().splitlines()[-1])["trades"] == 4
     with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
-        assert c.execute(q).fetchall() == candles
+        assert c.execute(q, (T0,)).fetchall() == candles
+        assert c.execute(q_rollups).fetchall() == rollups
         assert c.execute(f"SELECT count(*) FROM {schema}.trades").fetchone()[0] == 4

@@ -36,15 +36,16 @@ def test_candle_gaps_fail_the_run_with_the_reason(flow_env):
     with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
         c.execute(f"CREATE TABLE {schema}.trades (market text, sequential_id bigint, trade_timestamp timestamptz, "
                   "price float8, volume float8, ask_bid text)")
-        c.execute(f"CREATE TABLE {schema}.candles_1m (market text, bucket_start timestamptz, close float8)")
+        c.execute(f"CREATE TABLE {schema}.candles (market text, interval text, bucket_start timestamptz, close float8)")
         c.execute(f"INSERT INTO {schema}.trades VALUES ('KRW-GAP', 1, %s, 1, 1, 'BID'), ('KRW-OK', 2, %s, 1, 1, 'BID')",
                   (minute + timedelta(seconds=5), minute + timedelta(seconds=7)))
-        c.execute(f"INSERT INTO {schema}.candles_1m VALUES ('KRW-OK', %s, 1)", (minute,))
+        c.execute(f"INSERT INTO {schema}.candles VALUES ('KRW-OK', '1m', %s, 1), ('KRW-GAP', '5m', %s, 1)",
+                  (minute, minute - timedelta(minutes=minute.minute % 5)))  # a rollup does not fill a 1m gap
     state = flows.data_checks(only=["candle_gaps"], settings=ov, return_state=True)
     assert state.is_failed()
     assert "candle gaps: 1 market-minutes" in state.message and "KRW-GAP" in state.message
     run = httpx.get(f"{os.environ['PREFECT_API_URL']}/flow_runs/{state.state_details.flow_run_id}", timeout=10).json()
     assert run["state"]["type"] == "FAILED" and "KRW-GAP" in run["state"]["message"]
     with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
-        c.execute(f"INSERT INTO {schema}.candles_1m VALUES ('KRW-GAP', %s, 1)", (minute,))
+        c.execute(f"INSERT INTO {schema}.candles VALUES ('KRW-GAP', '1m', %s, 1)", (minute,))
     assert flows.data_checks(only=["candle_gaps", "tier_sizes"], settings=ov)["checks"] == ["candle_gaps", "tier_sizes"]

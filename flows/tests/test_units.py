@@ -145,3 +145,22 @@ def test_bad_frames_are_counted_by_reason_not_raised():
 def test_received_at_accepts_datetimes_and_epoch_ms():
     from datetime import UTC, datetime
     assert received_ms(datetime(2024, 1, 1, tzinfo=UTC)) == received_ms(1_704_067_200_000) == 1_704_067_200_000
+
+
+def test_default_tables_are_the_sink_models_tables_with_the_columns_the_flows_use():
+    """The flows read what the sink writes: a default naming another table fails every run on a real stack."""
+    from coinpulse_flows.backfill import TRADE_COLUMNS
+    from coinpulse_flows.settings import FlowSettings
+    from coinpulse_sink import model
+
+    s = FlowSettings()
+    for setting, table, used in (
+        (s.trades_table, model.TRADES, set(TRADE_COLUMNS)),
+        (s.candles_table, model.CANDLES, {"market", "interval", "bucket_start", "open", "high", "low", "close",
+                                          "volume", "quote_volume", "trade_count", "buy_volume", "sell_volume",
+                                          "first_trade_at", "last_trade_at"}),
+        (s.mentions_table, model.MENTIONS, {"market", "bucket_start", "mentions", "sentiment"}),
+    ):
+        assert setting == f"{table.schema}.{table.name}"
+        assert used <= {c.name for c in table.columns}, used - {c.name for c in table.columns}
+    assert s.trades_table.split(".")[0] in s.tier_schemas and s.candles_table.split(".")[0] in s.tier_schemas

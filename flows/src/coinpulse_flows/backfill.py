@@ -1,11 +1,13 @@
-"""Rebuild silver trades and gold 1-minute candles for a time range from bronze.
+"""Rebuild silver trades and gold candles (1m, and the 5m / 1h candles that contain the range) from bronze.
 
 Bronze comes from Kafka (`upbit.raw`, found by timestamp with offsets_for_times) or from the S3 bronze archive
 (JSON lines of raw_frame records under `bronze_prefix`, one object per `date=` day). Frames received in
 [from, to + `late_s`) are parsed; trades whose trade time lies in [from, to) are deduplicated on
 `(market, sequential_id)`. Then, in one transaction, the range is deleted from the silver and gold tables and
-written again (silver rows, then candles computed in SQL from those rows with the candle rules of
-ARCHITECTURE.md), so any number of runs converges to the same rows a clean run produces.
+written again (silver rows, then 1-minute candles computed in SQL from those rows with the candle rules of
+ARCHITECTURE.md, then every 5m and 1h candle overlapping the range recomputed from the 1-minute candles inside
+it, which outside the range are the ones already there), so any number of runs converges to the same rows a
+clean run produces.
 """
 
 from __future__ import annotations
@@ -51,6 +53,21 @@ SELECT market, date_trunc('minute', trade_timestamp) AS bucket_start,
 FROM {trades} WHERE trade_timestamp >= %(lo)s AND trade_timestamp < %(hi)s
 GROUP BY 1, 2
 """
+
+# a rollup from the 1-minute candles of its buckets (the rules of the candle agent's rollups)
+ROLLUP = """
+SELECT market, date_bin(%(step)s::interval, bucket_start, TIMESTAMPTZ 'epoch') AS bucket_start,
+       (array_agg(open ORDER BY bucket_start))[1] AS open, max(high) AS high, min(low) AS low,
+       (array_agg(close ORDER BY bucket_start DESC))[1] AS close,
+       sum(volume) AS volume, sum(quote_volume) AS quote_volume,
+       sum(quote_volume) / nullif(sum(volume), 0) AS vwap, sum(trade_count) AS trade_count,
+       sum(buy_volume) AS buy_volume, sum(sell_volume) AS sell_volume,
+       min(first_trade_at) AS first_trade_at, max(last_trade_at) AS last_trade_at,
+       %(iv)s::text AS interval, 0 AS revision, now() AS emitted_at
+FROM {candles} WHERE "interval" = '1m' AND bucket_start >= %(lo)s AND bucket_start < %(hi)s
+GROUP BY 1, 2
+"""
+ROLLUPS = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1)}
 
 
 @dataclass
@@ -180,6 +197,11 @@ def _columns(conn: psycopg.Connection, qualified: str) -> list[str]:
         "ORDER BY ordinal_position", (schema, table)).fetchall()]
 
 
+def _floor(t: datetime, step: timedelta) -> datetime:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + (t - epoch) // step * step
+
+
 def _write(s: FlowSettings, start: datetime, end: datetime, trades: list[dict[str, Any]]) -> tuple[int, int]:
     rng = {"lo": start, "hi": end}
     with psycopg.connect(s.pg_dsn()) as conn:
@@ -196,9 +218,17 @@ def _write(s: FlowSettings, start: datetime, end: datetime, trades: list[dict[st
                        "trade_count", "buy_volume", "sell_volume", "first_trade_at", "last_trade_at", "interval",
                        "revision", "emitted_at"]
         cols = [c for c in select_cols if c in ccols]
-        conn.execute(sql.SQL("DELETE FROM {} WHERE bucket_start >= %(lo)s AND bucket_start < %(hi)s").format(
-            _ident(s.candles_table)), rng)
-        cur = conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM (" + CANDLES + ") c").format(
-            _ident(s.candles_table), sql.SQL(", ").join(map(sql.Identifier, cols)),
-            sql.SQL(", ").join(map(sql.Identifier, cols)), trades=_ident(s.trades_table)), rng)
-        return len(trades), cur.rowcount
+        delete = sql.SQL('DELETE FROM {} WHERE "interval" = %(iv)s AND bucket_start >= %(lo)s AND bucket_start < %(hi)s')
+        insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM ({}) c")
+        table, names = _ident(s.candles_table), sql.SQL(", ").join(map(sql.Identifier, cols))
+        conn.execute(delete.format(table), {**rng, "iv": "1m"})
+        cur = conn.execute(insert.format(table, names, names, sql.SQL(CANDLES).format(trades=_ident(s.trades_table))),
+                           rng)
+        candles = cur.rowcount
+        for iv, step in ROLLUPS.items():
+            r = {"lo": _floor(start, step), "hi": _floor(end - timedelta(microseconds=1), step) + step, "iv": iv,
+                 "step": step}
+            conn.execute(delete.format(table), r)
+            candles += conn.execute(insert.format(table, names, names, sql.SQL(ROLLUP).format(candles=table)),
+                                    r).rowcount
+        return len(trades), candles

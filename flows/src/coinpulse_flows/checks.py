@@ -32,7 +32,7 @@ def candle_gaps(s: FlowSettings, now: datetime | None = None) -> list[str]:
         SELECT t.market, date_trunc('minute', t.trade_timestamp) AS minute, count(*)
         FROM {trades} t
         WHERE t.trade_timestamp >= %(lo)s AND t.trade_timestamp < %(hi)s
-          AND NOT EXISTS (SELECT 1 FROM {candles} c WHERE c.market = t.market
+          AND NOT EXISTS (SELECT 1 FROM {candles} c WHERE c."interval" = '1m' AND c.market = t.market
                           AND c.bucket_start = date_trunc('minute', t.trade_timestamp))
         GROUP BY 1, 2 ORDER BY 2, 1""").format(trades=_ident(s.trades_table), candles=_ident(s.candles_table))
     hi = now.replace(second=0, microsecond=0) - timedelta(minutes=s.check_grace_minutes)

@@ -59,7 +59,7 @@ _WINDOW = "bucket_start >= %(as_of)s - make_interval(mins => %(win)s) AND bucket
 TOP = """
 WITH w AS (
   SELECT market, sum(quote_volume) AS trade_value, sum(volume) AS volume, sum(trade_count)::bigint AS trade_count
-  FROM {candles} WHERE """ + _WINDOW + """ GROUP BY market),
+  FROM {candles} WHERE "interval" = '1m' AND """ + _WINDOW + """ GROUP BY market),
 r AS (SELECT *, rank() OVER (ORDER BY trade_value DESC, market) AS rank FROM w)
 INSERT INTO {s}.top_markets
 SELECT %(win)s, market, rank, trade_value, volume, trade_count, %(as_of)s FROM r WHERE rank <= 10
@@ -69,7 +69,7 @@ VOLATILITY = """
 WITH c AS (
   SELECT market, high, low,
          ln(close / nullif(lag(close) OVER (PARTITION BY market ORDER BY bucket_start), 0)) AS r
-  FROM {candles} WHERE """ + _WINDOW + """ AND close > 0),
+  FROM {candles} WHERE "interval" = '1m' AND """ + _WINDOW + """ AND close > 0),
 v AS (
   SELECT market, stddev_samp(r) AS volatility, count(r) AS returns,
          (max(high) - min(low)) / nullif(min(low), 0) AS range_pct
@@ -84,7 +84,7 @@ VWAP = """
 INSERT INTO {s}.vwap
 SELECT w.m, c.market, sum(c.quote_volume) / nullif(sum(c.volume), 0), sum(c.volume), sum(c.quote_volume), %(as_of)s
 FROM {candles} c JOIN unnest(%(wins)s::int[]) AS w(m)
-  ON c.bucket_start >= %(as_of)s - make_interval(mins => w.m) AND c.bucket_start < %(as_of)s
+  ON c."interval" = '1m' AND c.bucket_start >= %(as_of)s - make_interval(mins => w.m) AND c.bucket_start < %(as_of)s
 GROUP BY w.m, c.market
 """
 
@@ -95,7 +95,7 @@ WITH bounds AS (
   SELECT date_trunc('minute', %(as_of)s::timestamptz) - make_interval(mins => %(win)s + %(warm)s) AS lo,
          date_trunc('minute', %(as_of)s::timestamptz) AS hi),
 markets AS (
-  SELECT DISTINCT market FROM {candles}, bounds WHERE bucket_start >= lo AND bucket_start < hi
+  SELECT DISTINCT market FROM {candles}, bounds WHERE "interval" = '1m' AND bucket_start >= lo AND bucket_start < hi
   UNION SELECT DISTINCT market FROM {mentions}, bounds WHERE bucket_start >= lo AND bucket_start < hi),
 grid AS (
   SELECT m.market, g AS bucket_start FROM markets m, bounds,
@@ -105,7 +105,7 @@ j AS (
          coalesce(n.mentions, 0)::bigint AS mentions, n.sentiment,
          count(c.close) OVER (PARTITION BY g.market ORDER BY g.bucket_start) AS close_grp
   FROM grid g
-  LEFT JOIN {candles} c ON c.market = g.market AND c.bucket_start = g.bucket_start
+  LEFT JOIN {candles} c ON c."interval" = '1m' AND c.market = g.market AND c.bucket_start = g.bucket_start
   LEFT JOIN {mentions} n ON n.market = g.market AND n.bucket_start = g.bucket_start),
 f AS (
   SELECT *, first_value(close) OVER (PARTITION BY market, close_grp ORDER BY bucket_start) AS close_ff FROM j),

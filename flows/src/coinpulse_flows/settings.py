@@ -27,7 +27,9 @@ class FlowSettings(Settings):
     backup_keep: int = Field(7, description="how many daily dumps retention keeps")
 
     trades_table: str = Field("silver.trades", description="silver trades table (columns of schemas/trade.avsc)")
-    candles_table: str = Field("gold.candles_1m", description="1-minute candles (columns of schemas/candle.avsc)")
+    candles_table: str = Field("gold.candles", description="candle table (columns of schemas/candle.avsc, one row per "
+                               "market, interval and bucket_start); flows read and rebuild its 1-minute rows and "
+                               "rebuild 5m/1h from them")
     mentions_table: str = Field("gold.mentions_1m", description="1-minute mentions (columns of schemas/mention.avsc)")
     marts_schema: str = Field("marts", description="schema the KPI marts are written to")
     mart_window_minutes: int = Field(24 * 60, description="look-back of the ranking and link marts")

@@ -9,6 +9,8 @@ import gzip
 import json
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 
 import httpx
 import psycopg
@@ -39,12 +41,13 @@ def _recording_markets() -> set[str]:
 def demo(stack):
     from coinpulse_platform import services
 
+    started = datetime.now(UTC)
     r = subprocess.run([sys.executable, "-m", "coinpulse_platform.demo", "420"], capture_output=True, text=True,
                        timeout=600)
     try:
         assert r.returncode == 0, f"demo failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
         assert "http://127.0.0.1:28000/" in r.stdout or f":{stack.dashboard_port}/" in r.stdout
-        yield r.stdout
+        yield started
     finally:
         services.stop_all()
 
@@ -86,3 +89,49 @@ async def test_demo_reaches_postgres_and_the_dashboard_shows_it(stack, demo):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(base64.b64decode(shot["data"]))
     assert out.stat().st_size > 20_000
+
+
+def test_flows_run_on_what_the_demo_wrote(stack, demo):
+    """The gold marts and the backfill with their default settings, on the tables the demo's sinks filled: the marts
+    rank the demo's markets, and rebuilding minutes from bronze gives the candles the stream produced."""
+    from datetime import timedelta
+
+    from coinpulse_flows import marts
+    from coinpulse_flows.backfill import rebuild
+    from coinpulse_flows.settings import FlowSettings
+    from coinpulse_platform import services
+
+    s = FlowSettings()
+    span = "SELECT min(bucket_start), max(bucket_start) FROM gold.candles WHERE interval = '1m' AND emitted_at >= %s"
+    deadline = time.monotonic() + 300
+    with psycopg.connect(stack.pg_dsn(), autocommit=True) as c:
+        while True:  # the stream of this run must have closed a few whole minutes
+            first, last = c.execute(span, (demo,)).fetchone()
+            if first is not None and last - first >= timedelta(minutes=4):
+                break
+            assert time.monotonic() < deadline, f"candles emitted by this run: {first} .. {last}"
+            time.sleep(2)  # polling PostgreSQL for the stream's progress (not synchronisation by sleeping)
+    services.stop_all()  # the tables stop moving (the dashboard test above needed the services running)
+    one_minute = "SELECT market, bucket_start, open, high, low, close, volume, trade_count FROM gold.candles " \
+                 "WHERE interval = '1m' AND bucket_start >= %s AND bucket_start < %s ORDER BY 1, 2"
+    with psycopg.connect(stack.pg_dsn(), autocommit=True) as c:
+        # the minutes this demo run's stream emitted (a reused stack also holds earlier runs), less the first
+        # (partial) and the last (event time differs a little between partitions)
+        first, last = c.execute(span, (demo,)).fetchone()
+        n_markets = c.execute("SELECT count(DISTINCT market) FROM gold.candles WHERE interval = '1m'").fetchone()[0]
+        lo, hi = first + timedelta(minutes=1), last - timedelta(minutes=1)
+        streamed = c.execute(one_minute, (lo, hi)).fetchall()
+    r = marts.refresh_marts(s, last + timedelta(minutes=1), publish=False)
+    assert r.top_markets == min(10, n_markets)
+    assert hi > lo and streamed, (first, last)
+    b = rebuild(s, lo, hi, "kafka")
+    assert b.trades > 0 and b.candles >= len(streamed)
+    with psycopg.connect(stack.pg_dsn(), autocommit=True) as c:
+        rebuilt = c.execute(one_minute, (lo, hi)).fetchall()
+        top = c.execute("SELECT count(*) FROM marts.top_markets").fetchone()[0]
+    assert top == r.top_markets
+    key = lambda row: (row[0], row[1])  # noqa: E731
+    assert {key(x) for x in rebuilt} == {key(x) for x in streamed}
+    for got, want in zip(rebuilt, streamed, strict=True):
+        assert got[:2] == want[:2] and got[7] == want[7], (got, want)
+        assert got[2:7] == pytest.approx(want[2:7], rel=1e-9), (got, want)
