@@ -49,7 +49,7 @@ class CandleEngine:
         self.buckets: dict[BucketKey, MinuteBucket | RollupBucket] = {}
         self.schedule = Schedule()
         self._dirty: set[BucketKey] = set()
-        self._final: dict[BucketKey, dict[str, Any]] = {}  # last state of buckets changed, then expired, since
+        self._final: dict[BucketKey, dict[str, Any]] = {}  # buckets changed, then expired, since the last flush
         self._wm_dirty = False
         self.accepted = self.duplicates = self.late = 0
 
@@ -68,10 +68,7 @@ class CandleEngine:
             # a duplicate still moves event time: on a replay after a crash, the trade's first copy may be in the
             # restored state while the event time it set is not (uninterrupted, this never moves anything)
             self.duplicates += 1
-            if self.watermark is None or t.ts > self.watermark:
-                self.watermark = t.ts
-                self._wm_dirty = True
-                self._drain(emits)
+            self._observe(t.ts, emits)
             return Outcome("dup", emits)
         self.accepted += 1
         self._dirty.add(key)
@@ -79,11 +76,15 @@ class CandleEngine:
             b.revision += 1
             emits.append(b.record())
             self._feed_rollups(b, emits)  # type: ignore[arg-type]
-        if self.watermark is None or t.ts > self.watermark:
-            self.watermark = t.ts
+        self._observe(t.ts, emits)
+        return Outcome("ok", emits)
+
+    def _observe(self, ts: int, emits: list[dict[str, Any]]) -> None:
+        """A trade time was seen: event time moves to it if later, and whatever that closes or expires is settled."""
+        if self.watermark is None or ts > self.watermark:
+            self.watermark = ts
             self._wm_dirty = True
         self._drain(emits)
-        return Outcome("ok", emits)
 
     def advance(self, to_ms: int) -> list[dict[str, Any]]:
         """Move event time forward (idle timer); emits whatever closes."""
