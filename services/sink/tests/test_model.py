@@ -89,3 +89,12 @@ def test_connector_file_reads_confluent_ids_as_content_ids(stem):
     assert cfg["value.converter.apicurio.registry.id-handler"] == "io.apicurio.registry.serde.Legacy4ByteIdHandler"
     assert cfg["value.converter.apicurio.registry.use-id"] == "contentId"
     assert "value.converter.apicurio.registry.as-confluent" not in cfg
+
+
+@pytest.mark.parametrize("stem", list(_connector_files()))
+def test_connector_file_keeps_resolved_schemas_through_a_registry_outage(stem):
+    # the defaults (refresh every 30 s, failure = exception) turn good records into dead letters while the
+    # registry is down; a content id names immutable content, so the cached schema stays right
+    cfg = _connector_files()[stem]["config"]
+    assert cfg["value.converter.apicurio.registry.fault-tolerant-refresh"] == "true"
+    assert int(cfg["value.converter.apicurio.registry.check-period-ms"]) >= 3_600_000

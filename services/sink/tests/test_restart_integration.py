@@ -14,6 +14,7 @@ import pytest
 from coinpulse_common.s3 import client as s3_client
 from coinpulse_sink.service import SinkService
 from coinpulse_sink.settings import SinkSettings
+from confluent_kafka import Consumer, TopicPartition
 
 from .conftest import free_port, now_ms, trade, wait_for
 
@@ -76,6 +77,55 @@ def test_kill_connect_mid_stream_and_restart_gives_the_uninterrupted_result(name
         wait_for(lambda: svc.supervisor.healthy, 60, lambda: json.dumps(svc.supervisor.health())[:1500])
     finally:
         svc.shutdown()
+
+
+def test_rows_keep_arriving_while_the_registry_is_down(namespace):
+    """The converter resolves a schema once and keeps it: a registry outage longer than the converter's default
+    refresh period (30 s) must neither stop the rows nor turn good records into dead letters."""
+    ns = namespace
+    t0 = now_ms() - 3_600_000
+    minute = t0 - t0 % 60_000
+    markets = ["KRW-BTC", "KRW-ETH", "KRW-XRP"]
+
+    def send_revision(revision):
+        for k in range(20):
+            m, b = markets[k % 3], minute + k * 60_000
+            ns.send("candle.1m", f"{m}|{b}", _candle(m, b, revision))
+        ns.flush()
+
+    def landed(revision):
+        return ns.rows("SELECT min(revision), count(*) FROM {gold}.candles")[0] == (revision, 20)
+
+    svc = SinkService(SinkSettings(sink_namespace=ns.ns, sink_metrics_port=free_port(), sink_bronze=False,
+                                   sink_connectors="gold-candles", sink_supervise_interval_s=1.0))
+    svc.start()
+    try:
+        send_revision(0)
+        wait_for(lambda: landed(0), 120, "the first revision in PostgreSQL")
+        os.kill(json.loads(_cli("status", "--json").stdout)["registry"]["pid"], signal.SIGKILL)
+        down_since, revision = time.monotonic(), 0
+        while time.monotonic() - down_since < 45:  # the outage: one revision after another lands meanwhile
+            revision += 1
+            send_revision(revision)
+            wait_for(lambda r=revision: landed(r), 30,
+                     lambda r=revision: f"revision {r} in PostgreSQL {time.monotonic() - down_since:.0f} s into the "
+                                        f"registry outage; dead letters: {_dead_letters(ns)}")
+        assert revision >= 3
+        r = _cli("up")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert _dead_letters(ns) == 0
+    finally:
+        svc.shutdown()
+        _cli("up")  # the registry back for the tests that follow, whatever happened here
+
+
+def _dead_letters(ns) -> int:
+    c = Consumer({"bootstrap.servers": ns.settings.bootstrap, "group.id": f"{ns.ns}-dlq-count"})
+    try:
+        lo, hi = c.get_watermark_offsets(TopicPartition(ns.topic("dlq.connect"), 0), timeout=10)
+        return hi - lo
+    finally:
+        c.close()
 
 
 def _frame(seq: int, t: int) -> dict:

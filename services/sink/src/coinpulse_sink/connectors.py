@@ -10,7 +10,10 @@ ever committed:
 
 Each file pins the value converter: the Apicurio 2.6 converter reads the Confluent 4-byte id as a contentId (what
 Apicurio 3's ccompat API hands out) only with the Legacy4ByteIdHandler set explicitly; with `as-confluent=true`
-it resolves it as a globalId, which names a different schema as soon as the two numbers diverge.
+it resolves it as a globalId, which names a different schema as soon as the two numbers diverge. It also keeps
+resolved schemas (a content id names immutable content) through a registry outage: `fault-tolerant-refresh` and a
+day-long `check-period-ms`; with the defaults every record needing a refresh while the registry was down became a
+dead letter instead of a row.
 
 An unresolvable placeholder is an error: nothing half-rendered is sent to Connect.
 """
