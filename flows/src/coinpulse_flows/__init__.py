@@ -4,6 +4,7 @@ every storage tier. Importing the package points Prefect at the stack's server (
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from coinpulse_common.paths import state_dir
 from coinpulse_common.settings import Settings
@@ -12,8 +13,8 @@ from coinpulse_common.settings import Settings
 def _prefect_env() -> None:
     s = Settings()
     os.environ.setdefault("PREFECT_API_URL", s.prefect_api)
-    home = state_dir() / "prefect"
-    os.environ.setdefault("PREFECT_HOME", str(home))
+    home = Path(os.environ.setdefault("PREFECT_HOME", str(state_dir() / "prefect")))
+    home.mkdir(parents=True, exist_ok=True)  # Prefect creates it on import, without parents, and warns if it can't
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
