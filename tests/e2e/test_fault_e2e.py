@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,8 @@ def env(tmp_path_factory, stack):
     r = cli(e, "up")
     assert r.returncode == 0, r.stdout + r.stderr
     yield e
+    cli(e, "down", timeout=180)
+    shutil.copytree(d / "state" / "logs", d / "logs")  # the stack's logs outlive the purge, for a failure's reader
     cli(e, "down", "--purge", timeout=180)
 
 
@@ -213,8 +216,10 @@ def connect_dead_letters(env, n: int = 3) -> str:
         first = []
         while len(first) < min(n, total) and (m := c.poll(5)) is not None:
             if not m.error():
-                h = {k: (v or b"").decode(errors="replace")[:200] for k, v in m.headers() or []}
-                first.append((h.get("__connect.errors.topic"), h.get("__connect.errors.exception.message")))
+                h = {k: (v or b"").decode(errors="replace")[:600] for k, v in m.headers() or []}
+                first.append((h.get("__connect.errors.topic"), h.get("__connect.errors.exception.class.name"),
+                              h.get("__connect.errors.exception.message"),
+                              h.get("__connect.errors.exception.stacktrace")))
         return f"{total} dead letters in dlq.connect {first}"
     finally:
         c.close()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 from coinpulse_common.s3 import client as s3_client
 from coinpulse_sink.service import SinkService
@@ -83,22 +84,8 @@ def test_rows_keep_arriving_while_the_registry_is_down(namespace):
     """The converter resolves a schema once and keeps it: a registry outage longer than the converter's default
     refresh period (30 s) must neither stop the rows nor turn good records into dead letters."""
     ns = namespace
-    t0 = now_ms() - 3_600_000
-    minute = t0 - t0 % 60_000
-    markets = ["KRW-BTC", "KRW-ETH", "KRW-XRP"]
-
-    def send_revision(revision):
-        for k in range(20):
-            m, b = markets[k % 3], minute + k * 60_000
-            ns.send("candle.1m", f"{m}|{b}", _candle(m, b, revision))
-        ns.flush()
-
-    def landed(revision):
-        return ns.rows("SELECT min(revision), count(*) FROM {gold}.candles")[0] == (revision, 20)
-
-    svc = SinkService(SinkSettings(sink_namespace=ns.ns, sink_metrics_port=free_port(), sink_bronze=False,
-                                   sink_connectors="gold-candles", sink_supervise_interval_s=1.0))
-    svc.start()
+    send_revision, landed = _candle_revisions(ns)
+    svc = _candle_sink(ns)
     try:
         send_revision(0)
         wait_for(lambda: landed(0), 120, "the first revision in PostgreSQL")
@@ -117,6 +104,72 @@ def test_rows_keep_arriving_while_the_registry_is_down(namespace):
     finally:
         svc.shutdown()
         _cli("up")  # the registry back for the tests that follow, whatever happened here
+
+
+def test_a_task_started_while_the_registry_is_down_loses_nothing(namespace):
+    """A restarted task has no schema cached: the records it reads while the registry is down become dead letters
+    like bad records would. The sink rewinds the connector to them once the registry is back."""
+    ns = namespace
+    send_revision, landed = _candle_revisions(ns)
+    svc = _candle_sink(ns)
+    connect = ns.settings.connect
+    name = f"{ns.ns}-coinpulse-gold-candles"
+    try:
+        send_revision(0)
+        wait_for(lambda: landed(0), 120, "the first revision in PostgreSQL")
+        os.kill(json.loads(_cli("status", "--json").stdout)["registry"]["pid"], signal.SIGKILL)
+        httpx.post(f"{connect}/connectors/{name}/restart?includeTasks=true", timeout=30).raise_for_status()
+        wait_for(lambda: (st := httpx.get(f"{connect}/connectors/{name}/status", timeout=30).json())["tasks"]
+                 and st["tasks"][0]["state"] == "RUNNING", 60, "the restarted task")
+        send_revision(1)
+        wait_for(lambda: _dead_letters(ns) >= 20, 60, "the records read without a schema as dead letters")
+        r = _cli("up")
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_for(lambda: landed(1), 120, lambda: f"revision 1 after the registry came back: "
+                                                  f"{ns.rows('SELECT min(revision), count(*) FROM {gold}.candles')}, "
+                                                  f"health {json.dumps(svc.health())[:1500]}; "
+                                                  f"first dead letter {_first_dead_letter(ns)}")
+        assert svc.metrics.registry.get_sample_value("coinpulse_sink_connect_rewinds_total", {"connector": name}) >= 1
+        assert svc.metrics.registry.get_sample_value("coinpulse_sink_connect_dead_letters_kept_total") == 0
+    finally:
+        svc.shutdown()
+        _cli("up")
+
+
+def _candle_revisions(ns):
+    """send(revision): the same 20 candles at `revision`; landed(revision): all 20 in PostgreSQL at it."""
+    t0 = now_ms() - 3_600_000
+    minute = t0 - t0 % 60_000
+    markets = ["KRW-BTC", "KRW-ETH", "KRW-XRP"]
+
+    def send(revision):
+        for k in range(20):
+            m, b = markets[k % 3], minute + k * 60_000
+            ns.send("candle.1m", f"{m}|{b}", _candle(m, b, revision))
+        ns.flush()
+
+    def landed(revision):
+        return ns.rows("SELECT min(revision), count(*) FROM {gold}.candles")[0] == (revision, 20)
+
+    return send, landed
+
+
+def _candle_sink(ns) -> SinkService:
+    svc = SinkService(SinkSettings(sink_namespace=ns.ns, sink_metrics_port=free_port(), sink_bronze=False,
+                                   sink_connectors="gold-candles", sink_supervise_interval_s=1.0))
+    svc.start()
+    return svc
+
+
+def _first_dead_letter(ns) -> dict[str, str]:
+    c = Consumer({"bootstrap.servers": ns.settings.bootstrap, "group.id": f"{ns.ns}-dlq-peek",
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(ns.topic("dlq.connect"), 0, 0)])
+        m = c.poll(10)
+        return {k: (v or b"").decode(errors="replace")[:400] for k, v in (m.headers() or [])} if m else {}
+    finally:
+        c.close()
 
 
 def _dead_letters(ns) -> int:

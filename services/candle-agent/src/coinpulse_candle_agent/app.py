@@ -123,6 +123,7 @@ class CandleAgent:
         async for ev in stream.events():
             m = ev.message
             records = getattr(m, "records", None) or (m,)
+            await self.trade_codec.ensure_schemas((r.value for r in records), self._registry_wait)
             async with self.lock:
                 self._handle_trades(m.partition, records)
                 self.candles.touch(m.partition, records[-1].offset)
@@ -176,6 +177,11 @@ class CandleAgent:
             pending, self._unconfirmed = self._unconfirmed, []
             await asyncio.gather(*pending)
 
+    def _registry_wait(self, schema_id: int, exc: Exception, delay_s: float) -> None:
+        self.metrics["registry_waits"] += 1
+        log.warning("registry_unavailable", schema_id=schema_id, error=str(exc)[:200], retry_in_s=delay_s,
+                    hint="records wait (none is dead-lettered) until the schema registry answers: `coinpulse up`")
+
     def _dead_letter(self, reason: str, raw: bytes | None, source: str, key: bytes | None, partition: int,
                      offset: int) -> None:
         rec = {
@@ -206,6 +212,7 @@ class CandleAgent:
     async def _match_mentions(self, stream: Any) -> None:
         s = self.s
         async for events in stream.take_events(s.candle_batch_size, within=s.candle_batch_within_s):
+            await self.doc_codec.ensure_schemas((ev.value for ev in events), self._registry_wait)
             latest = None
             for ev in events:
                 m = ev.message

@@ -13,17 +13,20 @@ serializers and registry client:
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import fastavro
 from coinpulse_common.settings import Settings
 
 TIMEOUT_S = 10.0
+MAX_WAIT_S = 10.0  # longest pause between attempts while the registry is unreachable
 
 
 def strip_logical_types(schema: Any) -> Any:
@@ -54,11 +57,13 @@ def registry_get(registry: str, path: str) -> dict[str, Any]:
             message = json.loads(body).get("message") or body
         except ValueError:
             message = body
-        raise RegistryError(f"registry GET {path}: HTTP {exc.code}: {message[:300]}") from None
+        raise RegistryError(f"registry GET {path}: HTTP {exc.code}: {message[:300]}", exc.code) from None
 
 
 class RegistryError(LookupError):
-    pass
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class AvroValueDecoder:
@@ -73,6 +78,30 @@ class AvroValueDecoder:
             parsed = fastavro.parse_schema(strip_logical_types(json.loads(text)))
             self._schemas[schema_id] = parsed
         return parsed
+
+    async def ensure_schemas(self, values: Iterable[bytes | None],
+                             on_wait: Callable[[int, Exception, float], None] | None = None) -> None:
+        """Fetch the writer schemas that `values` name and that are not cached yet, waiting (with backoff) while the
+        registry cannot be reached or answers 5xx: a good record must not become a dead letter because the registry
+        is down or restarting. An id the registry answers 4xx for is left to `decode`, which raises for it."""
+        heads = {v[1:5] for v in values if v is not None and len(v) >= 6 and v[0] == 0}
+        for schema_id in (int.from_bytes(h, "big") for h in heads):
+            delay = 0.5
+            while schema_id not in self._schemas:
+                try:
+                    await asyncio.to_thread(self._schema, schema_id)
+                except RegistryError as exc:
+                    if exc.status is not None and exc.status < 500:
+                        break
+                    err: Exception = exc
+                except OSError as exc:  # connection refused, reset, timed out (urllib's URLError is one)
+                    err = exc
+                else:
+                    break
+                if on_wait is not None:
+                    on_wait(schema_id, err, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_WAIT_S)
 
     def decode(self, data: bytes) -> dict[str, Any]:
         if len(data) < 6 or data[0] != 0:

@@ -16,6 +16,10 @@ class SinkMetrics:
         self.tasks_failed = Gauge(p + "tasks_failed", "tasks in FAILED state", ["connector"], registry=r)
         self.restarts = Counter(p + "restarts", "restarts of failed connectors and tasks", ["connector", "kind"],
                                 registry=r)
+        self.rewinds = Counter(p + "connect_rewinds", "connectors rewound to records dead-lettered while the schema "
+                               "registry was down", ["connector"], registry=r)
+        self.dead_letters_kept = Counter(p + "connect_dead_letters_kept", "dead letters of dlq.connect that are "
+                                         "really bad records (left in place)", registry=r)
         self.bronze_records = Counter(p + "bronze_records", "records written to bronze objects", ["topic"],
                                       registry=r)
         self.bronze_objects = Counter(p + "bronze_objects", "bronze objects written", ["topic"], registry=r)

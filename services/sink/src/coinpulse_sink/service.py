@@ -19,6 +19,7 @@ from coinpulse_sink import db
 from coinpulse_sink.bronze_sink import BronzeS3Sink
 from coinpulse_sink.metrics import SinkMetrics
 from coinpulse_sink.naming import Names
+from coinpulse_sink.rewind import SchemaOutageRewinder
 from coinpulse_sink.settings import SinkSettings
 from coinpulse_sink.supervisor import ConnectSupervisor
 
@@ -36,6 +37,7 @@ class SinkService:
         self.metrics = SinkMetrics()
         self.stop = threading.Event()
         self.supervisor: ConnectSupervisor | None = None
+        self.rewinder: SchemaOutageRewinder | None = None
         self.bronze: BronzeS3Sink | None = None
         self.partitions: dict[str, Any] = {"last_run": None, "default_rows": {}, "error": None}
         self.revision: str | None = None
@@ -75,6 +77,11 @@ class SinkService:
                 self.supervisor.tick()
             except Exception as e:  # noqa: BLE001 - the supervisor must outlive any one bad answer
                 log.error("supervisor_tick_failed", error=str(e)[:300])
+            if self.rewinder is not None and self.supervisor.connect_up:
+                try:
+                    self.rewinder.tick()
+                except Exception as e:  # noqa: BLE001 - tried again on the next tick, from its last commit
+                    log.error("rewind_failed", error=str(e)[:300])
             self.stop.wait(self.s.sink_supervise_interval_s)
 
     def _bronze_loop(self) -> None:
@@ -131,6 +138,9 @@ class SinkService:
         if self.s.sink_apply_connectors:
             self.supervisor = ConnectSupervisor(self.s.connect, wanted_connectors(self.s, self.names), self.metrics,
                                                 self.s.sink_restart_base_s, self.s.sink_restart_cap_s)
+            self.rewinder = SchemaOutageRewinder(
+                self.s.bootstrap, self.names.topic("dlq.connect"), self.names.topic("coinpulse-sink-rewind"),
+                self.s.connect, self.s.registry, set(self.supervisor.wanted), self.metrics)
             spawn.append(("supervisor", self._supervise_loop))
         if self.s.sink_bronze:
             self.bronze = BronzeS3Sink(self.s, self.names, self.metrics)
@@ -151,6 +161,8 @@ class SinkService:
                 t.join(30)
         if self.supervisor is not None:
             self.supervisor.close()
+        if self.rewinder is not None:
+            self.rewinder.close()
         log.info("sink_stopped")
 
     def run_forever(self) -> None:
