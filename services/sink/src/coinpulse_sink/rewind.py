@@ -44,8 +44,6 @@ class SchemaOutageRewinder:
         self.metrics = metrics
         self.http = httpx.Client(timeout=timeout_s)
         self.consumer: Consumer | None = None
-        self.rewinds = 0
-        self.kept = 0
 
     def _consumer(self) -> Consumer:
         if self.consumer is None:
@@ -130,7 +128,6 @@ class SchemaOutageRewinder:
         return connector, tp, int(h["__connect.errors.offset"])
 
     def _keep(self, h: dict[str, str], why: str) -> None:
-        self.kept += 1
         self.metrics.dead_letters_kept.inc()
         log.info("dead_letter_kept", why=why, topic=h.get("__connect.errors.topic"),
                  offset=h.get("__connect.errors.offset"), error=h.get("__connect.errors.exception.class.name"))
@@ -161,7 +158,6 @@ class SchemaOutageRewinder:
                 r.raise_for_status()
             time.sleep(0.5)
         self.http.put(f"{self.connect}/connectors/{connector}/resume").raise_for_status()
-        self.rewinds += 1
         self.metrics.rewinds.labels(connector).inc()
         log.warning("connector_rewound", connector=connector,
                     offsets={f"{t}/{p}": o for (t, p), o in offsets.items()},
