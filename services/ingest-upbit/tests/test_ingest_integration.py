@@ -26,6 +26,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+MIN_DISCONNECTS = 4
 
 
 def free_port() -> int:
@@ -91,7 +92,10 @@ def test_unique_trades_equal_simulator_history_across_faults_and_restart(stack, 
     sim_url = f"http://127.0.0.1:{sim_port}"
     markets = "KRW-BTC,KRW-ETH,KRW-XRP,KRW-SOL,KRW-DOGE"
     sim = start(["-m", "coinpulse_sim_upbit", "--port", str(sim_port), "--seed", "7", "--markets", markets,
-                 "--speed", "1", "--duration", "16", "--disconnect-every", "2.5", "--duplicate-rate", "0.05",
+                 # faults driven by the feed, not by the clock: every connection is cut after 50 frames, and the
+                 # feed of 300 frames does not end before the 4th forced disconnect, however slow the machine
+                 "--speed", "1", "--limit", "300", "--disconnect-every-frames", "50", "--min-disconnects",
+                 str(MIN_DISCONNECTS), "--duplicate-rate", "0.05",
                  "--reorder-window", "6", "--malformed-rate", "0.05", "--rest-429-rate", "0.3"],
                 dict(os.environ), tmp_path / "sim.log")
     env = dict(os.environ, COINPULSE_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
@@ -102,21 +106,22 @@ def test_unique_trades_equal_simulator_history_across_faults_and_restart(stack, 
                COINPULSE_DLQ_TOPIC=topics["dead_letter"], COINPULSE_LOG_FORMAT="json", COINPULSE_WS_FORMAT=ws_format)
     ingest = None
     try:
-        assert poll(lambda: _get(sim_url + "/sim/stats") is not None, 20), "simulator did not start"
+        assert poll(lambda: _get(sim_url + "/sim/stats") is not None, 60), "simulator did not start"
         ingest = start(["-m", "coinpulse_ingest_upbit"], env, tmp_path / "ingest1.log")
-        health = poll(lambda: _get(f"http://127.0.0.1:{metrics_port}/health"), 60)
+        health = poll(lambda: _get(f"http://127.0.0.1:{metrics_port}/health"), 120)
         assert health is not None, (tmp_path / "ingest1.log").read_text()[-3000:]
         # let it live through a couple of forced disconnects, then restart it mid-stream
-        assert poll(lambda: (_get(f"http://127.0.0.1:{metrics_port}/health") or {}).get("reconnects", 0) >= 2, 60), \
+        assert poll(lambda: (_get(f"http://127.0.0.1:{metrics_port}/health") or {}).get("reconnects", 0) >= 2, 180), \
             "no reconnects: " + (tmp_path / "ingest1.log").read_text()[-2000:]
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert "coinpulse_ingest_upbit_frames_total" in metrics and "coinpulse_ingest_upbit_e2e_lag_p99_ms" in metrics
         assert stop(ingest) == 0
         # a real outage: wait until trades pile up in the simulator that only the backfill can bring back
         before = _get(sim_url + "/sim/stats")["trades"]
-        assert poll(lambda: _get(sim_url + "/sim/stats")["trades"] >= before + 15, 60), "simulator stalled"
+        assert poll(lambda: _get(sim_url + "/sim/stats")["trades"] >= before + 15, 120), "simulator stalled"
         ingest = start(["-m", "coinpulse_ingest_upbit"], env, tmp_path / "ingest2.log")
-        assert poll(lambda: (_get(sim_url + "/sim/stats") or {}).get("done"), 90), "simulator feed did not finish"
+        assert poll(lambda: (_get(sim_url + "/sim/stats") or {}).get("done"), 300), \
+            f"simulator feed did not finish: {_get(sim_url + '/sim/stats')}"
         history = _get(sim_url + "/sim/trades")["trades"]
         want = {(t["market"], t["sequential_id"]) for t in history}
         assert len(want) == len(history) > 50
@@ -145,7 +150,7 @@ def test_unique_trades_equal_simulator_history_across_faults_and_restart(stack, 
         raw = read_topic(stack, topics["raw_frame"])
         assert {r["source"] for r in raw} == {"upbit.ws", "upbit.rest"}
         sim_stats = _get(sim_url + "/sim/stats")
-        assert sim_stats["duplicates_sent"] > 0 and sim_stats["disconnects_forced"] >= 4
+        assert sim_stats["duplicates_sent"] > 0 and sim_stats["disconnects_forced"] >= MIN_DISCONNECTS
         assert sim_stats["rest_429"] > 0
         assert stop(ingest) == 0
         ingest = None

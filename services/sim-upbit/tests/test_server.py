@@ -82,6 +82,30 @@ async def test_disconnect_knob_closes_the_connection(sim):
     assert hub.stats.disconnects_forced == 1
 
 
+async def test_frame_driven_disconnects_come_after_n_frames_and_hold_the_feed_open(sim):
+    # each connection is closed after exactly 7 frames; the feed's limit of 10 frames is reached long before the 3
+    # disconnects it must wait for, so it keeps publishing until the third client has been cut off
+    hub, url = await sim(Faults(disconnect_every_frames=7, min_disconnects=3))
+    gen = MarketGenerator(["KRW-BTC"], seed=4, start_ms=0)
+    feed = asyncio.create_task(run_feed(hub, ((t, m) for t, m in gen.events() if m["type"] == "trade"),
+                                        speed=0, limit=10))
+    got = []
+    async with aiohttp.ClientSession() as s:
+        for _ in range(3):
+            async with s.ws_connect(url + "/websocket/v1") as ws:
+                await ws.send_str('[{"ticket":"t"},{"type":"trade","codes":["KRW-BTC"],"isOnlyRealtime":true}]')
+                n = 0
+                while True:
+                    msg = await ws.receive(timeout=10)
+                    if msg.type != aiohttp.WSMsgType.BINARY:
+                        break
+                    n += 1
+                got.append(n)
+    assert got == [7, 7, 7]
+    n = await asyncio.wait_for(feed, 30)
+    assert hub.stats.disconnects_forced == 3 and n > 10 and hub.stats.done
+
+
 async def test_rest_ticks_pages_and_limits(sim):
     hub, url = await sim()
     gen = MarketGenerator(["KRW-BTC"], seed=2, start_ms=0)

@@ -137,3 +137,42 @@ def test_a_client_too_far_behind_is_cut_off():
     assert c.too_slow and c.closed and len(c.queue) == 20_001
     c.push(b"y")
     assert len(c.queue) == 20_001
+
+
+def _replayed_trades(path, keep_times, now_ms):
+    from coinpulse_sim_upbit.__main__ import _recording_events
+
+    return [m for _, m in _recording_events(path, None, keep_times, Hub(), now_ms=now_ms) if m["type"] == "trade"]
+
+
+def test_a_replay_shifted_in_time_is_a_new_set_of_trades(tmp_path):
+    rec = tmp_path / "r.jsonl.gz"
+    generate_recording(rec, 2, seed=3, markets=["KRW-BTC", "KRW-ETH"])
+    # a demo replaying at speed 1 is stopped after a minute, the next one starts then: what the first one published
+    # (trades up to its stop) and what the second publishes share no (market, sequential_id), as on Upbit
+    t0 = 1_900_000_000_000
+    first = [m for m in _replayed_trades(rec, False, t0) if m["trade_timestamp"] < t0 + 60_000]
+    second = _replayed_trades(rec, False, t0 + 60_000)
+    ids = lambda ts: {(m["code"], m["sequential_id"]) for m in ts}  # noqa: E731
+    assert len(ids(first)) == len(first) > 50 and len(ids(second)) == len(second) > 100
+    assert not ids(first) & ids(second)
+    unshifted = {(m["code"], m["sequential_id"]) for _, m in read_recording(rec) if m["type"] == "trade"}
+    assert not ids(second) & unshifted, "the recorded ids are not reused"
+    for trades in (first, second):
+        for code in ("KRW-BTC", "KRW-ETH"):
+            sids = [m["sequential_id"] for m in trades if m["code"] == code]
+            assert sids == sorted(sids) and len(set(sids)) == len(sids), "ids rise strictly per market"
+            # Upbit's shape: trade time in ms x 1000 + a counter
+            for m in trades:
+                if m["code"] == code:
+                    assert m["sequential_id"] // 1000 >= m["trade_timestamp"]
+                    assert m["sequential_id"] - m["trade_timestamp"] * 1000 < 1000
+
+
+def test_keep_times_replays_the_recorded_ids(tmp_path):
+    rec = tmp_path / "r.jsonl.gz"
+    generate_recording(rec, 1, seed=3, markets=["KRW-BTC"])
+    recorded = [m for _, m in read_recording(rec) if m["type"] == "trade"]
+    kept = _replayed_trades(rec, True, 1_900_000_000_000)
+    assert [m["sequential_id"] for m in kept] == [m["sequential_id"] for m in recorded]
+    assert [m["trade_timestamp"] for m in kept] == [m["trade_timestamp"] for m in recorded]

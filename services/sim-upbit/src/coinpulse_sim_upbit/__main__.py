@@ -1,7 +1,7 @@
 """`python -m coinpulse_sim_upbit`: the local Upbit simulator (WebSocket + REST), or a recording generator.
 
     python -m coinpulse_sim_upbit [--recording FILE] [--speed X] [--port N] [--seed S] [--markets ...]
-        [--disconnect-every S] [--duplicate-rate P] [--reorder-window N] [--malformed-rate P] [--rest-429-rate P]
+        [--disconnect-every S | --disconnect-every-frames N] [--min-disconnects K] [--duplicate-rate P] [--reorder-window N] [--malformed-rate P] [--rest-429-rate P]
     python -m coinpulse_sim_upbit --generate-recording OUT --minutes M [--seed S] [--markets ...]
 
 The default demo dataset is `services/sim-upbit/data/default.jsonl.gz`, made by
@@ -24,7 +24,7 @@ from coinpulse_sim_upbit.feed import run_feed
 from coinpulse_sim_upbit.fields import msg_type
 from coinpulse_sim_upbit.hub import Faults, Hub
 from coinpulse_sim_upbit.market import MarketGenerator
-from coinpulse_sim_upbit.recording import generate_recording, read_recording, shift_times
+from coinpulse_sim_upbit.recording import SequentialIds, generate_recording, read_recording, shift_times
 from coinpulse_sim_upbit.server import SimServer
 
 log = get_logger("coinpulse.sim_upbit")
@@ -48,6 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1, help="seed of the generated market and the fault knobs")
     p.add_argument("--markets", nargs="*", help="market codes (space or comma separated)")
     p.add_argument("--disconnect-every", type=float, default=0.0, help="close each connection after S seconds")
+    p.add_argument("--disconnect-every-frames", type=int, default=0,
+                   help="close each connection after sending it N frames (the same faults on any machine)")
+    p.add_argument("--min-disconnects", type=int, default=0,
+                   help="--duration/--limit end the feed only after this many forced disconnects")
     p.add_argument("--duplicate-rate", type=float, default=0.0, help="probability a frame is sent twice")
     p.add_argument("--reorder-window", type=int, default=0, help="shuffle frames within windows of N")
     p.add_argument("--malformed-rate", type=float, default=0.0, help="probability of injecting a malformed frame")
@@ -56,29 +60,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=0, help="stop publishing after N frames (0: never)")
     p.add_argument("--wait-clients", action="store_true", help="start publishing when the first client subscribes")
     p.add_argument("--restamp", action="store_true", help="stamp message times with the send time (latency bench)")
-    p.add_argument("--keep-times", action="store_true", help="replay recorded times as-is (default: shift to now)")
+    p.add_argument("--keep-times", action="store_true", help="replay recorded times and sequential ids as-is (default: shift to now, new ids)")
     p.add_argument("--generate-recording", metavar="OUT", help="write a generated recording and exit")
     p.add_argument("--minutes", type=float, default=60.0, help="length of --generate-recording")
     p.add_argument("--format", default="SIMPLE", choices=["SIMPLE", "DEFAULT"], help="names in a generated recording")
     return p.parse_args(argv)
 
 
-def _recording_events(path: Path, markets: list[str] | None, keep_times: bool, hub: Hub):
+def _recording_events(path: Path, markets: list[str] | None, keep_times: bool, hub: Hub, now_ms: int | None = None):
     rows = [(int(ts * 1000), m) for ts, m in read_recording(path) if not markets or m.get("code") in markets]
     if not rows:
         raise SystemExit(f"{path}: no frames")
-    offset = 0 if keep_times else int(time.time() * 1000) - rows[0][0]
+    offset = 0 if keep_times else (now_ms if now_ms is not None else int(time.time() * 1000)) - rows[0][0]
     hub.markets = sorted({str(m.get("code")) for _, m in rows if m.get("code")})
     for _, m in rows:  # seed /v1/ticker/all before the first ticker is replayed
         if msg_type(m) == "ticker" and m["code"] not in hub.tickers:
             hub.tickers[m["code"]] = shift_times(m, offset)
-    log.info("recording_loaded", path=str(path), frames=len(rows), markets=len(hub.markets))
-    return ((t, shift_times(m, offset)) for t, m in rows)
+    log.info("recording_loaded", path=str(path), frames=len(rows), markets=len(hub.markets), shift_ms=offset)
+    if keep_times:
+        return iter(rows)
+    ids = SequentialIds()  # shifted in time: a new set of trades with ids of their own
+    return ((t, ids.assign(shift_times(m, offset))) for t, m in rows)
 
 
 async def serve(args: argparse.Namespace) -> None:
-    hub = Hub(Faults(args.disconnect_every, args.duplicate_rate, args.reorder_window, args.malformed_rate,
-                     args.rest_429_rate), seed=args.seed)
+    hub = Hub(Faults(disconnect_every_s=args.disconnect_every, disconnect_every_frames=args.disconnect_every_frames,
+                     duplicate_rate=args.duplicate_rate, reorder_window=args.reorder_window,
+                     malformed_rate=args.malformed_rate, rest_429_rate=args.rest_429_rate,
+                     min_disconnects=args.min_disconnects), seed=args.seed)
     markets = _markets(args.markets)
     if args.recording:
         path = DEFAULT_DATASET if args.recording == "default" else Path(args.recording)

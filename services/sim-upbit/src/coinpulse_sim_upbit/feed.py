@@ -15,13 +15,19 @@ from coinpulse_sim_upbit.hub import Hub
 log = get_logger("coinpulse.sim_upbit.feed")
 
 
+def _faults_done(hub: Hub) -> bool:
+    return hub.stats.disconnects_forced >= hub.faults.min_disconnects
+
+
 async def run_feed(hub: Hub, events: Iterable[tuple[int, dict[str, Any]]], speed: float = 1.0, rate: float = 0.0,
                    duration_s: float = 0.0, restamp: bool = False, start: asyncio.Event | None = None,
                    limit: int = 0) -> int:
     """Publish `(pace time ms, DEFAULT message)` events. speed 0 and rate 0: as fast as clients take them.
 
     rate > 0 paces at exactly `rate` frames/s; restamp sets each message's timestamps to the send time (latency
-    benchmarks); duration_s stops after that many wall seconds, limit after that many frames.
+    benchmarks); duration_s stops after that many wall seconds, limit after that many frames, either of them only once
+    `hub.faults.min_disconnects` forced disconnects have happened (so a test gets the faults it configured however
+    slow the machine).
     """
     if start is not None:
         await start.wait()
@@ -38,7 +44,7 @@ async def run_feed(hub: Hub, events: Iterable[tuple[int, dict[str, Any]]], speed
         else:
             due = 0.0
         now = time.monotonic()
-        if (duration_s and now - t0 >= duration_s) or hub.finish_requested:
+        if hub.finish_requested or (duration_s and now - t0 >= duration_s and _faults_done(hub)):
             break
         if due - now > 0.0005:
             await asyncio.sleep(due - now)
@@ -53,7 +59,7 @@ async def run_feed(hub: Hub, events: Iterable[tuple[int, dict[str, Any]]], speed
                 msg["trade_timestamp"] = ms
         hub.publish(msg_type(msg) or "unknown", str(msg.get("code", "")), msg)
         n += 1
-        if limit and n >= limit:
+        if limit and n >= limit and _faults_done(hub):
             break
     # let clients drain what was published before declaring the feed done
     await hub.backpressure()

@@ -51,10 +51,12 @@ class Event:
 @dataclass
 class Faults:
     disconnect_every_s: float = 0.0
+    disconnect_every_frames: int = 0  # close each connection after it was sent this many frames (machine-speed free)
     duplicate_rate: float = 0.0
     reorder_window: int = 0
     malformed_rate: float = 0.0
     rest_429_rate: float = 0.0
+    min_disconnects: int = 0  # the feed does not end (duration, limit, recording's end) before this many disconnects
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Conn:
         self.drained = asyncio.Event()
         self.drained.set()
         self.closed = False
+        self.sent = 0
         self.too_slow = False
         self.max_queue = max_queue
 

@@ -55,6 +55,27 @@ def shift_times(msg: dict[str, Any], offset_ms: int) -> dict[str, Any]:
     return m
 
 
+class SequentialIds:
+    """Upbit-style trade ids for a replay shifted in time: trade time in ms × 1000 + a per-market counter.
+
+    A replay moved to another time is a new set of trades, so it gets new ids, derived from the shifted trade time
+    the way Upbit derives them: replays whose published trades do not overlap in time (a demo replaying at speed 1,
+    stopped, then started again) never share a `sequential_id`, and none reuses the recording's own ids. Ids stay
+    strictly increasing per market in replay order, as Upbit's do.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def assign(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if msg_type(msg) != "trade" or not isinstance(msg.get("trade_timestamp"), int):
+            return msg
+        code = str(msg.get("code", ""))
+        sid = max(msg["trade_timestamp"] * 1000, self._last.get(code, -1) + 1)
+        self._last[code] = sid
+        return dict(msg, sequential_id=sid)
+
+
 def generate_recording(out: str | Path, minutes: float, seed: int = 1, markets: list[str] | None = None,
                        fmt: str = "SIMPLE", start_ms: int = DEFAULT_START_MS, ticker_interval_s: float = 5.0,
                        orderbook_interval_s: float = 30.0, rate_scale: float = 0.5) -> int:

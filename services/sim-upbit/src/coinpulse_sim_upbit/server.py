@@ -134,6 +134,7 @@ class SimServer:
     async def _sender(self, conn: Conn, ws: web.WebSocketResponse) -> None:
         stats = self.hub.stats
         q = conn.queue
+        every_frames = self.hub.faults.disconnect_every_frames
         try:
             while not conn.closed and not ws.closed:
                 if not q:
@@ -150,6 +151,10 @@ class SimServer:
                 while q and not conn.closed:
                     await ws.send_bytes(q.popleft())
                     stats.frames_sent += 1
+                    conn.sent += 1
+                    if every_frames and conn.sent >= every_frames:
+                        await self._disconnect(conn, ws)
+                        return
         except (ConnectionResetError, RuntimeError):
             pass
         finally:
@@ -161,6 +166,9 @@ class SimServer:
 
     async def _killer(self, conn: Conn, ws: web.WebSocketResponse) -> None:
         await asyncio.sleep(self.hub.faults.disconnect_every_s)
+        await self._disconnect(conn, ws)
+
+    async def _disconnect(self, conn: Conn, ws: web.WebSocketResponse) -> None:
         self.hub.stats.disconnects_forced += 1
         conn.closed = True
         self.hub.conns.discard(conn)
