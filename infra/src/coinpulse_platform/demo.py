@@ -52,9 +52,9 @@ def _count(s: Settings, sql: str, since: datetime) -> int:
         return 0
 
 
-def wait_for_data(s: Settings, timeout: float = 600.0, progress=print) -> dict[str, int]:
-    """Poll PostgreSQL until candles and mentions emitted by this run have arrived (or time out)."""
-    since = datetime.now(UTC)
+def wait_for_data(s: Settings, timeout: float = 600.0, progress=print, since: datetime | None = None) -> dict[str, int]:
+    """Poll PostgreSQL until candles and mentions emitted by this run (since `since`) have arrived (or time out)."""
+    since = since or datetime.now(UTC)
     queries = {
         "trades": "SELECT count(*) FROM silver.trades",
         "candles_1m": "SELECT count(*) FROM gold.candles WHERE interval = '1m' AND emitted_at >= %(since)s",
@@ -78,6 +78,29 @@ def wait_for_data(s: Settings, timeout: float = 600.0, progress=print) -> dict[s
         time.sleep(2)
 
 
+RUNS = """
+SELECT count(*) FILTER (WHERE emitted_at >= %(since)s), min(bucket_start) FILTER (WHERE emitted_at >= %(since)s),
+       max(bucket_start) FILTER (WHERE emitted_at >= %(since)s),
+       count(*) FILTER (WHERE emitted_at < %(since)s), max(bucket_start) FILTER (WHERE emitted_at < %(since)s)
+FROM gold.candles WHERE interval = '1m'
+"""
+
+
+def runs_summary(s: Settings, since: datetime) -> list[str]:
+    """Lines saying which 1-minute candles this run emitted and which earlier runs left on the same state."""
+    try:
+        with psycopg.connect(s.pg_dsn(), connect_timeout=3) as c:
+            now_n, first, last, before_n, before_last = c.execute(RUNS, {"since": since}).fetchone()
+    except psycopg.Error as e:
+        return [f"(could not read gold.candles: {e})"]
+    hm = lambda t: t.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if t else "-"  # noqa: E731
+    lines = [f"this run         {now_n} 1-minute candles so far, minutes {hm(first)} .. {hm(last)} UTC"]
+    if before_n:
+        lines.append(f"earlier runs     {before_n} 1-minute candles on this state, the last at {hm(before_last)} UTC; "
+                     "the chart shows both (`make purge` starts from nothing)")
+    return lines
+
+
 def wait_for_dashboard(s: Settings, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -97,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         pid = services.start_detached(name, module, args, env)
         print(f"  {name:13s} pid {pid:<7d} log: uv run coinpulse logs {name}")
     print("waiting for candles and mentions to reach PostgreSQL (the first minute closes ~65 s after start) …")
+    since = datetime.now(UTC)
     try:
-        counts = wait_for_data(s, timeout=float((argv or sys.argv[1:] or ["600"])[0]))
+        counts = wait_for_data(s, timeout=float((argv or sys.argv[1:] or ["600"])[0]), since=since)
     except TimeoutError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 1
@@ -112,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     print("  one query        uv run coinpulse query \"SELECT market, count(*) FROM gold.candles GROUP BY 1\"")
     print(f"  so far           {counts['trades']} trades, {counts['candles_1m']} 1-minute candles, "
           f"{counts['mentions_1m']} mention rows, {counts['posts']} posts")
+    for line in runs_summary(s, since):
+        print(f"  {line}")
     print("  stop everything  make down")
     return 0
 

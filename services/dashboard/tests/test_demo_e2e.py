@@ -47,6 +47,9 @@ def demo(stack):
     try:
         assert r.returncode == 0, f"demo failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
         assert "http://127.0.0.1:28000/" in r.stdout or f":{stack.dashboard_port}/" in r.stdout
+        # the summary says what this run added, next to what earlier runs on the same state left
+        this_run = next(line for line in r.stdout.splitlines() if line.strip().startswith("this run"))
+        assert int(this_run.split()[2]) > 0, this_run
         yield started
     finally:
         services.stop_all()
