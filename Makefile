@@ -3,10 +3,10 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: setup up down purge status demo test test-unit lint bench
+.PHONY: setup up down purge status demo test test-fast test-unit lint bench
 
-setup: ## install the Python workspace with uv (installs uv itself from PyPI when missing)
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
+setup: ## system packages a bare Debian lacks (infra/scripts/setup-system.sh, as CI), uv, the Python workspace
+	@bash infra/scripts/setup-system.sh
 	$(UV) sync --frozen --all-packages
 
 up: setup ## start the native stack and wait until every part is healthy
@@ -26,6 +26,9 @@ demo: up ## the whole pipeline on the bundled simulators
 
 test: setup ## unit, integration and end-to-end tests (starts the stack if needed)
 	$(RUN) pytest
+
+test-fast: setup ## everything but the slow end-to-end tests (a developer's run, a few minutes)
+	$(RUN) pytest -m "not slow"
 
 test-unit: setup
 	$(RUN) pytest -m unit
