@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: setup up down purge status demo test test-fast test-unit lint bench
+.PHONY: setup up down purge status demo test test-fast test-loaded test-unit lint bench
 
 setup: ## system packages a bare Debian lacks (infra/scripts/setup-system.sh, as CI), uv, the Python workspace
 	@bash infra/scripts/setup-system.sh
@@ -29,6 +29,9 @@ test: setup ## unit, integration and end-to-end tests (starts the stack if neede
 
 test-fast: setup ## everything but the slow end-to-end tests (a developer's run, a few minutes)
 	$(RUN) pytest -m "not slow"
+
+test-loaded: setup ## the whole suite with two busy loops competing for the cores (timing assumptions fail here)
+	bash infra/scripts/under-load.sh 2 -- $(RUN) pytest
 
 test-unit: setup
 	$(RUN) pytest -m unit
