@@ -12,6 +12,10 @@ DELETED_POSTS = Counter("dc_crawl_deleted_posts_total", "posts marked deleted", 
 ERRORS = Counter("dc_crawl_errors_total", "errors (failed requests, Kafka failures)", ["gallery", "kind"])
 ALARMS = Counter("dc_crawl_parse_alarms_total", "pages/fields the parser expected but did not find", ["gallery", "kind"])
 DEAD_LETTERS = Counter("dc_crawl_dead_letters_total", "records sent to dlq.crawl-dc", ["gallery"])
+GIVEN_UP = Counter(
+    "dc_crawl_given_up_posts_total", "posts whose pages failed to parse too many cycles in a row (dead-lettered, "
+    "skipped until their reply count changes)", ["gallery"]
+)
 CYCLES = Counter("dc_crawl_cycles_total", "crawl cycles by final status", ["gallery", "status"])
 CYCLE_SECONDS = Histogram(
     "dc_crawl_cycle_seconds", "cycle duration", ["gallery"], buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200)

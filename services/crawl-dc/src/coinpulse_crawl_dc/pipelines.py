@@ -34,7 +34,9 @@ class KafkaPipeline:
                 spider.sink.send(item.base_topic, item.key, item.value)
             except Exception as e:  # a record that does not fit its schema: dead-letter it, keep crawling
                 spider.report.errors += 1
+                spider.report.dead_letters += 1
                 metrics.ERRORS.labels(spider.gallery.id, "encode").inc()
+                metrics.DEAD_LETTERS.labels(spider.gallery.id).inc()
                 spider.log.error("record_rejected", topic=item.base_topic, key=item.key, error=str(e)[:300])
                 spider.sink.dead_letter(
                     f"encode {item.base_topic}: {e}", repr(item.value)[:100_000], source=item.base_topic, key=item.key
@@ -50,8 +52,10 @@ class KafkaPipeline:
         rep.requests = int(stats.get_value("downloader/request_count", 0) or 0)
         if rep.status == "ok" and reason not in ("finished",):
             rep.status, rep.reason = "interrupted", rep.reason or reason
-        if rep.status == "ok" and rep.alarms:
-            rep.reason = f"{rep.alarms} parse alarms"
+        if rep.status == "ok" and rep.dead_letters:  # finished, but not everything it read made it to silver
+            rep.status = "degraded"
+            rep.reason = (f"{rep.dead_letters} dead letters in dlq.crawl-dc ({rep.alarms} parse alarms, "
+                          f"{rep.skipped_posts} posts given up)")
         self.delta.watermark = spider.final_watermark()
         finished = int(time.time() * 1000)
         run = {
@@ -67,6 +71,8 @@ class KafkaPipeline:
             "deleted_posts": rep.deleted_posts,
             "requests": rep.requests,
             "errors": rep.errors,
+            "dead_letters": rep.dead_letters,
+            "skipped_posts": rep.skipped_posts,
         }
         try:
             spider.sink.send(DC_CRAWL_RUN, g, run)
@@ -88,6 +94,7 @@ class KafkaPipeline:
         spider.log.info(
             "cycle_done", status=rep.status, reason=rep.reason, new_posts=rep.new_posts,
             new_comments=rep.new_comments, updated_posts=rep.updated_posts, deleted_posts=rep.deleted_posts,
-            requests=rep.requests, errors=rep.errors, alarms=rep.alarms, pages=rep.pages_listed,
+            requests=rep.requests, errors=rep.errors, alarms=rep.alarms, dead_letters=rep.dead_letters,
+            skipped_posts=rep.skipped_posts, pages=rep.pages_listed,
             duration_s=round((finished - rep.started_ms) / 1000, 3), watermark=wm,
         )

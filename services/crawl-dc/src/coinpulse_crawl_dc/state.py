@@ -1,5 +1,6 @@
 """Crawl state in SQLite under the state dir: per gallery the watermark (newest post fully crawled, with nothing
-older left undone), and per recent post its reply count, deleted flag, last emitted record and comment numbers.
+older left undone), and per recent post its reply count, deleted flag, last emitted record, comment numbers and how
+many cycles in a row its pages failed to parse (`attempts`: bounded, see spiders.gallery.POST_ATTEMPTS).
 
 It is written only after the cycle's Kafka transaction has committed (see pipelines.KafkaPipeline), so a crash
 before the commit leaves the state where it was and the next cycle redoes the same work.
@@ -29,6 +30,7 @@ class PostState:
     reply_count: int
     deleted: bool
     record: dict[str, Any]
+    attempts: int = 0  # cycles in a row in which a page of this post did not parse
 
 
 @dataclass
@@ -54,6 +56,9 @@ class StateStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(post)")}
+        if "attempts" not in cols:  # a state file from before the column: every post starts with none
+            self._db.execute("ALTER TABLE post ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self._db.close()
@@ -64,10 +69,11 @@ class StateStore:
 
     def posts(self, gallery: str, lo: int, hi: int) -> dict[int, PostState]:
         rows = self._db.execute(
-            "SELECT post_no, reply_count, deleted, record FROM post WHERE gallery=? AND post_no BETWEEN ? AND ?",
+            "SELECT post_no, reply_count, deleted, record, attempts FROM post "
+            "WHERE gallery=? AND post_no BETWEEN ? AND ?",
             (gallery, lo, hi),
         )
-        return {no: PostState(rc, bool(d), json.loads(rec)) for no, rc, d, rec in rows}
+        return {no: PostState(rc, bool(d), json.loads(rec), att) for no, rc, d, rec, att in rows}
 
     def comments(self, gallery: str, post_no: int) -> dict[int, bool]:
         rows = self._db.execute(
@@ -86,8 +92,9 @@ class StateStore:
                     (gallery, delta.watermark, now_ms),
                 )
             db.executemany(
-                "INSERT OR REPLACE INTO post VALUES (?,?,?,?,?)",
-                [(gallery, no, p.reply_count, int(p.deleted), json.dumps(p.record, ensure_ascii=False))
+                "INSERT OR REPLACE INTO post (gallery, post_no, reply_count, deleted, record, attempts) "
+                "VALUES (?,?,?,?,?,?)",
+                [(gallery, no, p.reply_count, int(p.deleted), json.dumps(p.record, ensure_ascii=False), p.attempts)
                  for no, p in delta.posts.items()],
             )
             db.executemany(

@@ -28,6 +28,64 @@ class ParseAlarm(Exception):
         self.alarm = alarm
 
 
+class BadField(ValueError):
+    """A field of untrusted input has the wrong type or a value out of range (alarm kind `bad_field`)."""
+
+
+INT32 = (-(2**31), 2**31 - 1)  # Avro int: views, recommend, reply_count
+LONG = (-(2**63), 2**63 - 1)  # Avro long: post and comment numbers
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() also takes "²" and friends, which int() refuses
+
+
+def show(v: object) -> str:
+    """A value for a reason text: short, and safe for integers too long to print."""
+    if isinstance(v, int) and v.bit_length() > 128:
+        return f"<{v.bit_length()}-bit integer>"
+    return repr(v)[:40]
+
+
+def type_name(v: object) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def opt_str(doc: dict, key: str) -> str | None:
+    """A string field that may be absent or null."""
+    v = doc.get(key)
+    if v is None or isinstance(v, str):
+        return v
+    raise BadField(f"{key} is {type_name(v)}, not a string")
+
+
+def scalar(doc: dict, key: str) -> str | int | float | bool | None:
+    """A flag the site sends as a string, a number or a boolean; never a list or an object."""
+    v = doc.get(key)
+    if v is None or isinstance(v, str | int | float):  # bool is an int
+        return v
+    raise BadField(f"{key} is {type_name(v)}, not a scalar")
+
+
+def int_field(v: object, what: str, bounds: tuple[int, int] = LONG, *, default: int | None = None) -> int | None:
+    """An integer sent as a JSON number or a string of ASCII digits; `default` when null or empty; BadField for
+    anything else (booleans, lists, objects, floats, text, values outside `bounds`)."""
+    if v is None or v == "":
+        return default
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise BadField(f"{what} is {type_name(v)}, not an integer")
+    if isinstance(v, str):
+        if not _DIGITS.fullmatch(v.strip()):
+            raise BadField(f"{what} {show(v)} is not an integer")
+        v = int(v.strip())
+    if not bounds[0] <= v <= bounds[1]:
+        raise BadField(f"{what} {show(v)} is out of range")
+    return v
+
+
+def in_range(v: int, what: str, bounds: tuple[int, int] = INT32) -> int:
+    if not bounds[0] <= v <= bounds[1]:
+        raise BadField(f"{what} {show(v)} is out of range")
+    return v
+
+
 def has_class(cls: str) -> str:
     """XPath predicate body: the element's class list contains `cls`."""
     return f"contains(concat(' ', normalize-space(@class), ' '), ' {cls} ')"
@@ -43,12 +101,18 @@ def parse_html(text: str | bytes) -> HtmlElement:
     return lxml.html.fromstring(text or b"<html></html>", parser=_PARSER)
 
 
-_INT = re.compile(r"-?\d[\d,]*")
+_INT = re.compile(r"-?[0-9][0-9,]*")
 
 
-def to_int(text: str | None, default: int = 0) -> int:
+def to_int(text: str | None, default: int = 0, bounds: tuple[int, int] = INT32, what: str = "number") -> int:
+    """The first number in a text ("조회 1,205" -> 1205); BadField when it does not fit `bounds`."""
     m = _INT.search(text or "")
-    return int(m.group(0).replace(",", "")) if m else default
+    if not m:
+        return default
+    digits = m.group(0).replace(",", "")
+    if len(digits) > 20:
+        raise BadField(f"{what} of {len(digits)} digits is out of range")
+    return in_range(int(digits), what, bounds)
 
 
 _DROP_TAGS = {"script", "style", "iframe", "noscript", "object", "embed", "form", "button", "input"}

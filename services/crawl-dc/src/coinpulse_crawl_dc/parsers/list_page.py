@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import lxml.etree
 
-from coinpulse_crawl_dc.parsers.base import Alarm, has_class, parse_html, to_int
+from coinpulse_crawl_dc.parsers.base import LONG, Alarm, BadField, has_class, int_field, parse_html, to_int
 from coinpulse_crawl_dc.timeutil import parse_kst
 
 _ROWS = f"//tr[{has_class('ub-content')}]"
@@ -58,11 +58,11 @@ def _row(tr, url: str) -> ListRow | Alarm | None:
     if not num_text.isdigit():
         return None  # notice / survey / AD / news
     data_no = tr.get("data-no") or ""
-    post_no = int(data_no) if data_no.isdigit() else int(num_text)
+    post_no = int_field(data_no if data_no.isdigit() else num_text, "post number", (1, LONG[1]))
 
-    def alarm(detail: str) -> Alarm:
+    def alarm(detail: str, kind: str = "missing_field") -> Alarm:
         frag = lxml.etree.tostring(tr, encoding="unicode")
-        return Alarm("missing_field", url, f"post {post_no}: {detail}", frag)
+        return Alarm(kind, url, f"post {post_no}: {detail}", frag)
 
     links = tr.xpath(f"./td[{has_class('gall_tit')}]/a[not({has_class('reply_numbox')})]")
     if not links:
@@ -84,6 +84,13 @@ def _row(tr, url: str) -> ListRow | Alarm | None:
         created = parse_kst(date[0])
     except ValueError as e:
         return alarm(str(e))
+    try:
+        return _rest(tr, url, post_no, title, w, nick, created)
+    except BadField as e:
+        return alarm(str(e), "bad_field")
+
+
+def _rest(tr, url: str, post_no: int, title: str, w, nick: str, created: int) -> ListRow:
     head = tr.xpath(f"./td[{has_class('gall_subject')}]")
     head_text = _text(head[0]) if head else ""
     reply = tr.xpath(f"./td[{has_class('gall_tit')}]//span[{has_class('reply_num')}]")
@@ -97,18 +104,24 @@ def _row(tr, url: str) -> ListRow | Alarm | None:
         uid=w.get("data-uid") or None,
         ip=w.get("data-ip") or None,
         created_ms=created,
-        views=to_int(_text(views[0])) if views else 0,
-        recommend=to_int(_text(rec[0])) if rec else 0,
-        reply_count=to_int(_text(reply[0])) if reply else 0,
+        views=to_int(_text(views[0]), what="views") if views else 0,
+        recommend=to_int(_text(rec[0]), what="recommend") if rec else 0,
+        reply_count=to_int(_text(reply[0]), what="reply count") if reply else 0,
         data_type=tr.get("data-type") or "",
     )
 
 
 def parse_list(body: str | bytes, url: str) -> ListPage:
+    """Rows that parse, rows skipped (notices, ads) and one alarm per row that does not; never raises."""
     page = ListPage(url)
     doc = parse_html(body)
     for tr in doc.xpath(_ROWS):
-        r = _row(tr, url)
+        try:
+            r = _row(tr, url)
+        except Exception as e:  # noqa: BLE001 - untrusted markup: a row it breaks is a dead letter, never a crash
+            frag = lxml.etree.tostring(tr, encoding="unicode")
+            kind = "bad_field" if isinstance(e, BadField) else "parser_error"
+            r = Alarm(kind, url, f"list row: {type(e).__name__}: {e}"[:500], frag)
         if r is None:
             page.skipped += 1
         elif isinstance(r, Alarm):

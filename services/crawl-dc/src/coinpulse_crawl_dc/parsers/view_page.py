@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from coinpulse_crawl_dc.parsers.base import Alarm, ParseAlarm, clean_text, has_class, parse_html, to_int
+from coinpulse_crawl_dc.parsers.base import (
+    Alarm,
+    BadField,
+    ParseAlarm,
+    clean_text,
+    has_class,
+    parse_html,
+    to_int,
+)
 from coinpulse_crawl_dc.timeutil import parse_kst
 
 _DELETED_MARKERS = ("삭제된 게시물", "삭제되었습니다", "존재하지 않는 게시물", "게시물이 없습니다")
@@ -49,7 +57,19 @@ def _text(el) -> str:
 
 
 def parse_view(body: str | bytes, url: str) -> ViewPage | DeletedView:
-    """Raises ParseAlarm when the page is neither a view nor a recognisable deleted-post answer."""
+    """Raises ParseAlarm when the page is neither a view nor a recognisable deleted-post answer, or a field it
+    needs does not parse; no input makes it raise anything else."""
+    try:
+        return _parse_view(body, url)
+    except ParseAlarm:
+        raise
+    except BadField as e:
+        raise ParseAlarm(Alarm("bad_field", url, str(e))) from None
+    except Exception as e:  # noqa: BLE001 - untrusted markup: whatever it breaks is a dead letter, never a crash
+        raise ParseAlarm(Alarm("parser_error", url, f"{type(e).__name__}: {e}"[:500])) from None
+
+
+def _parse_view(body: str | bytes, url: str) -> ViewPage | DeletedView:
     doc = parse_html(body)
     title_el = doc.xpath(f"//header//*[{has_class('title_subject')}]")
     if not title_el:
@@ -89,9 +109,9 @@ def parse_view(body: str | bytes, url: str) -> ViewPage | DeletedView:
         uid=writer.get("data-uid") or None,
         ip=writer.get("data-ip") or None,
         created_ms=created,
-        views=to_int(_text(views[0])) if views else 0,
-        recommend=to_int(_text(up[0])) if up else 0,
-        nonrecommend=to_int(_text(down[0])) if down else 0,
+        views=to_int(_text(views[0]), what="views") if views else 0,
+        recommend=to_int(_text(up[0]), what="recommend") if up else 0,
+        nonrecommend=to_int(_text(down[0]), what="nonrecommend") if down else 0,
         body=text,
         images=images,
         token=token[0] if token and token[0] else None,

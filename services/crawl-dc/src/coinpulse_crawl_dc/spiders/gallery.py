@@ -9,7 +9,10 @@
    complete, together with its state delta (`JobDone`), so an interrupted cycle never half-emits a post.
 
 403/429 stop the cycle (status throttled); failed requests (after backoff retries) leave their job undone for the
-next cycle; parse alarms are counted, logged with the URL and dead-lettered.
+next cycle; parse alarms are counted, logged with the URL and dead-lettered. A post whose view page or comment
+answer does not parse is finished with what it has and fetched again next cycle, at most `POST_ATTEMPTS` cycles in
+a row: then it is given up (dead-lettered with the reason, counted in `skipped_posts`) and left alone until its
+reply count changes, so one poisonous post can neither stop a cycle nor cost every cycle a fetch forever.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from coinpulse_crawl_dc.records import (
 from coinpulse_crawl_dc.state import PostState, StateDelta, StateStore
 
 STOP_CODES = (403, 429)
+POST_ATTEMPTS = 3  # cycles in a row a post's pages may fail to parse before it is given up
 GONE_CODES = (301, 302, 303, 307, 308, 404, 410)
 
 
@@ -70,6 +74,7 @@ class Job:
     view: ViewPage | None = None
     comments: list[ParsedComment] = field(default_factory=list)
     incomplete: bool = False  # a page of this post did not parse: finish what we have, fetch it again next cycle
+    attempts: int = 0  # failed attempts so far, remembered with the post (0 once it parsed or was given up)
 
 
 @dataclass
@@ -84,12 +89,15 @@ class CycleReport:
     deleted_posts: int = 0
     errors: int = 0
     alarms: int = 0
+    dead_letters: int = 0
+    skipped_posts: int = 0  # given up after POST_ATTEMPTS failed cycles
     requests: int = 0
     pages_listed: int = 0
 
 
 class GallerySpider(scrapy.Spider):
     name = "gallery"
+    max_attempts = POST_ATTEMPTS
 
     def __init__(self, gallery: Gallery, cfg: CrawlSettings, store: StateStore, sink: Any, **kw: Any):
         super().__init__(name=f"gallery-{gallery.id}", **kw)
@@ -112,6 +120,7 @@ class GallerySpider(scrapy.Spider):
     def alarm(self, a: Alarm, payload: bytes | str | None = None) -> None:
         self.report.alarms += 1
         self.report.errors += 1
+        self.report.dead_letters += 1
         metrics.ALARMS.labels(self.gallery.id, a.kind).inc()
         metrics.DEAD_LETTERS.labels(self.gallery.id).inc()
         self.log.error("parse_alarm", kind=a.kind, url=a.url, detail=a.detail)
@@ -189,7 +198,8 @@ class GallerySpider(scrapy.Spider):
             for no, row in sorted(self.listed.items())
             if no in known and not known[no].deleted and known[no].reply_count != row.reply_count
         ]
-        check = [Job("check", no, None, st) for no, st in sorted(known.items()) if not st.deleted and no not in self.listed]
+        check = [Job("check", no, None, st) for no, st in sorted(known.items())
+                 if not st.deleted and no not in self.listed and st.attempts < self.max_attempts]
         self.jobs.extend(new + update + check)
         self.new_planned = {j.post_no for j in new}
         self.log.info("cycle_plan", listed=len(self.listed), new=len(new), update=len(update), check=len(check))
@@ -217,13 +227,9 @@ class GallerySpider(scrapy.Spider):
             return
         try:
             view = parse_view(response.body, response.url)
-        except ParseAlarm as e:
-            self.alarm(e.alarm, response.body)
-            if job.kind == "new":  # keep what the list showed; the page itself is in dc.raw and the DLQ
-                job.incomplete = True
-                yield from self.finish(job)
-            else:
-                yield from self.next_job()
+        except Exception as e:  # noqa: BLE001 - ParseAlarm, or a parser bug: either way a dead letter, not a stall
+            self.alarm(_alarm_of(e, response.url, job.post_no), response.body)
+            yield from self.fail(job)  # a new post keeps what the list showed; the page is in dc.raw and the DLQ
             return
         if isinstance(view, DeletedView):
             yield from self.finish_deleted(job)
@@ -257,10 +263,9 @@ class GallerySpider(scrapy.Spider):
         assert job.view is not None
         try:
             page = parse_comments(response.body, job.post_no, job.view.created_ms, response.url)
-        except ParseAlarm as e:
-            self.alarm(e.alarm, response.body)
-            job.incomplete = True
-            yield from self.finish(job)
+        except Exception as e:  # noqa: BLE001 - ParseAlarm, or a parser bug: either way a dead letter, not a stall
+            self.alarm(_alarm_of(e, response.url, job.post_no), response.body)
+            yield from self.fail(job)
             return
         for a in page.alarms:
             self.alarm(a)
@@ -283,6 +288,32 @@ class GallerySpider(scrapy.Spider):
             yield from self.plan()  # walk incomplete: the watermark will not move
 
     # ---- completion -------------------------------------------------------------------------------------------
+    def fail(self, job: Job) -> Iterator[Any]:
+        """A page of this post did not parse (already dead-lettered): finish it with what it has and fetch it again
+        next cycle; the `max_attempts`-th failure in a row gives it up instead."""
+        attempts = (job.known.attempts if job.known is not None else 0) + 1
+        give_up = attempts >= self.max_attempts
+        if give_up:
+            self.report.skipped_posts += 1
+            metrics.GIVEN_UP.labels(self.gallery.id).inc()
+            self.alarm(Alarm("given_up", self.gallery.view_url(self.base, job.post_no),
+                             f"post {job.post_no}: {job.kind} did not parse in {attempts} cycles in a row; skipped "
+                             "until its reply count changes"))
+        if job.kind != "check" and (job.kind == "new" or job.view is not None):
+            job.incomplete = not give_up
+            job.attempts = 0 if give_up else attempts
+            yield from self.finish(job)
+            return
+        # an update or check without its view: nothing to emit, the state remembers the attempt
+        assert job.known is not None
+        k = job.known
+        if job.kind == "update" and give_up:  # stop planning it until the listed reply count moves again
+            st = PostState(job.row.reply_count if job.row else k.reply_count, k.deleted, k.record, 0)
+        else:  # a check given up keeps its count: plan() skips it from now on
+            st = PostState(k.reply_count, k.deleted, k.record, attempts)
+        yield JobDone(job.post_no, job.kind, StateDelta(posts={job.post_no: st}))
+        yield from self.next_job()
+
     def finish_deleted(self, job: Job) -> Iterator[Any]:
         t = now_ms()
         g = self.gallery.id
@@ -311,7 +342,7 @@ class GallerySpider(scrapy.Spider):
         rec = post_record(g, job.post_no, job.row, job.view, self.pseudo, url, t)
         # an incomplete post is remembered with an impossible reply count, so the next cycle plans it as an update
         reply_count = -1 if job.incomplete else job.row.reply_count
-        delta = StateDelta(posts={job.post_no: PostState(reply_count, False, rec)})
+        delta = StateDelta(posts={job.post_no: PostState(reply_count, False, rec, job.attempts)})
         seen = self.store.comments(g, job.post_no) if job.known is not None else {}
         out: list[Record] = [Record(DC_POST, post_key(g, job.post_no), rec)]
         for c in job.comments:
@@ -345,3 +376,9 @@ class GallerySpider(scrapy.Spider):
             return None
         wm = max(eligible)
         return wm if self.watermark is None or wm > self.watermark else None
+
+
+def _alarm_of(e: Exception, url: str, post_no: int) -> Alarm:
+    if isinstance(e, ParseAlarm):
+        return e.alarm
+    return Alarm("parser_error", url, f"post {post_no}: {type(e).__name__}: {e}"[:500])

@@ -1,0 +1,180 @@
+"""Whole cycles of the gallery spider in-process (no network, no Kafka): a site whose comment answers carry mistyped
+fields. The post does not stop its cycle, is retried a bounded number of cycles and then given up, and every cycle
+with dead letters says so in its dc.crawl-run record."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from coinpulse_common.topics import DC_COMMENT, DC_CRAWL_RUN, DC_POST
+from coinpulse_crawl_dc.config import CrawlSettings
+from coinpulse_crawl_dc.gallery import Gallery
+from coinpulse_crawl_dc.pipelines import KafkaPipeline
+from coinpulse_crawl_dc.spiders.gallery import POST_ATTEMPTS, GallerySpider
+from coinpulse_crawl_dc.state import StateStore
+from scrapy.http import Request, TextResponse
+
+pytestmark = pytest.mark.unit
+BASE = "http://site.test"
+
+
+def list_row(no: int, replies: int) -> str:
+    return (f'<tr class="ub-content us-post" data-no="{no}" data-type="icon_txt"><td class="gall_num">{no}</td>'
+            f'<td class="gall_subject">일반</td><td class="gall_tit"><a href="#">제목 {no}</a>'
+            f'<a class="reply_numbox"><span class="reply_num">[{replies}]</span></a></td>'
+            f'<td class="gall_writer" data-nick="ㅇㅇ" data-uid="" data-ip="1.2"></td>'
+            f'<td class="gall_date" title="2026-01-05 09:00:00">09:00</td><td class="gall_count">5</td>'
+            f'<td class="gall_recommend">0</td></tr>')
+
+
+def view_page(no: int) -> str:
+    return ('<html><body><header><span class="title_headtext">[일반]</span>'
+            f'<span class="title_subject">제목 {no}</span>'
+            '<div class="gall_writer" data-nick="ㅇㅇ" data-uid="" data-ip="1.2"></div>'
+            '<span class="gall_date" title="2026-01-05 09:00:00"></span><span class="gall_count">조회 5</span>'
+            f'</header><div class="gallview_contents"><div class="write_div">본문 {no}</div></div>'
+            f'<input name="e_s_n_o" value="tok{no}"></body></html>')
+
+
+def comment(n: int, **fields) -> dict:
+    return {"no": str(n), "user_id": "", "name": "ㅇㅇ", "ip": "118.235.*.*", "reg_date": "01.05 09:15:00",
+            "vr_type": "", "voice": None, "c_no": 0, "depth": 0, "del_yn": "N", "is_delete": "0", "memo": "가즈아",
+            **fields}
+
+
+class Site:
+    """Post 102 has a comment answer that does not parse (set `poison`); post 101 is fine."""
+
+    def __init__(self, poison: dict):
+        self.poison = poison
+        self.comment_requests: list[int] = []
+
+    def answer(self, req: Request) -> str:
+        u = urlparse(req.url)
+        if "/lists/" in u.path:
+            return f"<table><tbody>{list_row(102, 2)}{list_row(101, 1)}</tbody></table>"
+        if "/view/" in u.path:
+            return view_page(int(parse_qs(u.query)["no"][0]))
+        no = int(parse_qs(req.body.decode())["no"][0])
+        self.comment_requests.append(no)
+        if no == 102:
+            return json.dumps({"total_cnt": "2", "comments": [comment(1021), comment(1022)], "pagination": "",
+                               **self.poison})
+        return json.dumps({"total_cnt": "1", "comments": [comment(1011)], "pagination": ""})
+
+
+class FakeSink:
+    def __init__(self):
+        self.sent: list[tuple[str, str, dict]] = []
+        self.dead: list[str] = []
+
+    def begin(self):
+        pass
+
+    def send(self, base_topic, key, value):
+        self.sent.append((base_topic, key, value))
+
+    def dead_letter(self, reason, payload, *, source, key, context=None):
+        self.dead.append(reason)
+
+    def commit(self):
+        pass
+
+
+def run_cycle(site: Site, store: StateStore) -> FakeSink:
+    """One cycle through the spider's callbacks and the real item pipeline, requests answered by `site`."""
+    cfg = CrawlSettings(dc_base_url=BASE, dc_list_num=30, dc_backfill_pages=1, dc_recent_pages=1)
+    sink = FakeSink()
+    spider = GallerySpider(gallery=Gallery("g"), cfg=cfg, store=store, sink=sink)
+    crawler = SimpleNamespace(spider=spider, signals=SimpleNamespace(connect=lambda *a, **k: None),
+                              stats=SimpleNamespace(get_value=lambda *a: 0))
+    pipeline = KafkaPipeline(crawler)
+    pipeline.open_spider()
+    queue = [spider.list_request(1)]
+    while queue:
+        req = queue.pop(0)
+        resp = TextResponse(req.url, body=site.answer(req).encode(), encoding="utf-8", request=req)
+        for item in req.callback(resp):
+            if isinstance(item, Request):
+                queue.append(item)
+            else:
+                pipeline.process_item(item)
+    pipeline.spider_closed(spider, "finished")
+    return sink
+
+
+def topic(sink: FakeSink, base: str) -> list[tuple[str, dict]]:
+    return [(k, v) for t, k, v in sink.sent if t == base]
+
+
+POISON = [
+    {"comments": [comment(1021, name=5), comment(1022)]},  # per comment: a mistyped nickname
+    {"comments": [comment(1021, memo=["x"]), comment(1022)]},
+    {"comments": [comment(1021, reg_date=20260105), comment(1022)]},
+    {"comments": [comment(1021, depth="x", c_no={}), comment(1022)]},
+    {"comments": [comment(1021, no=2**64 - 1), comment(1022)]},
+    {"comments": [comment(1021, ip=["1.2"]), comment(1022)]},
+    {"comments": ["1021", comment(1022)]},
+]
+
+
+@pytest.mark.parametrize("poison", POISON, ids=lambda p: json.dumps(p["comments"][0], ensure_ascii=False)[:60])
+def test_a_mistyped_comment_is_dead_lettered_its_post_and_the_cycle_complete(poison, tmp_path):
+    store = StateStore(tmp_path / "s.db")
+    sink = run_cycle(Site(poison), store)
+    comments = {k for k, _ in topic(sink, DC_COMMENT)}
+    assert comments == {"g/101/1011", "g/102/1022"}  # the good comment of the poisoned post too
+    assert {k for k, _ in topic(sink, DC_POST)} == {"g/101", "g/102"}
+    assert len(sink.dead) == 1 and sink.dead[0].startswith(("bad_field: post 102", "missing_field: post 102"))
+    [(_, run)] = topic(sink, DC_CRAWL_RUN)
+    assert run["status"] == "degraded" and run["dead_letters"] == 1 and "1 dead letters" in run["reason"]
+    assert store.watermark("g") == 102  # nothing blocks the gallery
+    site = Site(poison)
+    again = run_cycle(site, store)  # a bad comment is not worth a fetch every cycle: the post is done
+    assert site.comment_requests == [] and topic(again, DC_CRAWL_RUN)[0][1]["status"] == "ok"
+
+
+PAGE_POISON = [{"total_cnt": [2]}, {"comments": {"0": comment(1021)}}, {"pagination": 3}, {"total_cnt": True}]
+
+
+@pytest.mark.parametrize("poison", PAGE_POISON, ids=lambda p: json.dumps(p)[:40])
+def test_an_answer_that_does_not_parse_is_retried_a_bounded_number_of_cycles_then_given_up(poison, tmp_path):
+    store = StateStore(tmp_path / "s.db")
+    runs, fetched = [], []
+    for _ in range(POST_ATTEMPTS + 2):
+        site = Site(poison)
+        sink = run_cycle(site, store)
+        runs.append(topic(sink, DC_CRAWL_RUN)[0][1])
+        fetched.append(102 in site.comment_requests)
+        assert {k for k, _ in topic(sink, DC_COMMENT)} <= {"g/101/1011"}
+        assert all(r.startswith(("bad_field: post 102", "given_up: post 102")) for r in sink.dead), sink.dead
+        assert store.watermark("g") == 102
+    assert fetched == [True] * POST_ATTEMPTS + [False, False]
+    assert [r["status"] for r in runs] == ["degraded"] * POST_ATTEMPTS + ["ok", "ok"]
+    assert [r["skipped_posts"] for r in runs] == [0] * (POST_ATTEMPTS - 1) + [1, 0, 0]
+    assert runs[POST_ATTEMPTS - 1]["dead_letters"] == 2  # the answer, and the post given up
+    assert "1 posts given up" in runs[POST_ATTEMPTS - 1]["reason"]
+    assert store.posts("g", 102, 102)[102].reply_count == 2  # planned again only when its reply count moves
+
+
+def test_a_post_that_parses_again_starts_its_attempts_afresh(tmp_path):
+    store = StateStore(tmp_path / "s.db")
+    run_cycle(Site({"total_cnt": [2]}), store)
+    assert store.posts("g", 102, 102)[102].attempts == 1
+    sink = run_cycle(Site({}), store)
+    assert {k for k, _ in topic(sink, DC_COMMENT)} == {"g/102/1021", "g/102/1022"}
+    assert store.posts("g", 102, 102)[102].attempts == 0 and topic(sink, DC_CRAWL_RUN)[0][1]["status"] == "ok"
+
+
+def test_a_state_file_from_before_attempts_is_upgraded(tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.executescript("CREATE TABLE post (gallery TEXT NOT NULL, post_no INTEGER NOT NULL, reply_count INTEGER NOT "
+                     "NULL, deleted INTEGER NOT NULL, record TEXT NOT NULL, PRIMARY KEY (gallery, post_no));"
+                     "INSERT INTO post VALUES ('g', 5, 1, 0, '{}');")
+    db.close()
+    assert StateStore(tmp_path / "s.db").posts("g", 0, 10)[5].attempts == 0
