@@ -94,7 +94,7 @@ def namespace(stack, unique) -> Iterator[Namespace]:
         if c.startswith(f"{ns}-"):
             httpx.delete(f"{stack.connect}/connectors/{c}", timeout=30)
     drop_namespace(s, Names(ns))
-    admin.delete_topics(names)
+    admin.delete_topics([*names, f"{ns}.coinpulse-sink-rewound"])  # the rewinder's ledger, when it made one
     try:
         s3 = s3_client(stack)
         for o in s3.list_objects_v2(Bucket=stack.s3_bucket, Prefix=f"{ns}/").get("Contents", []):

@@ -140,7 +140,8 @@ class SinkService:
                                                 self.s.sink_restart_base_s, self.s.sink_restart_cap_s)
             self.rewinder = SchemaOutageRewinder(
                 self.s.bootstrap, self.names.topic("dlq.connect"), self.names.topic("coinpulse-sink-rewind"),
-                self.s.connect, self.s.registry, set(self.supervisor.wanted), self.metrics)
+                self.s.connect, self.s.registry, set(self.supervisor.wanted), self.metrics,
+                ledger_topic=self.names.topic("coinpulse-sink-rewound"))
             spawn.append(("supervisor", self._supervise_loop))
         if self.s.sink_bronze:
             self.bronze = BronzeS3Sink(self.s, self.names, self.metrics)
