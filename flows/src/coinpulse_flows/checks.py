@@ -3,6 +3,11 @@
 - candle gaps: minutes in which silver trades exist but no 1-minute candle does (closed minutes only);
 - crawl freshness: the newest record on the crawl topic is older than `crawl_max_age_minutes`;
 - consumer lag: a consumer group is more than `lag_max` records behind on any topic;
+- retention overrun: a consumer group's committed offset is below its partition's log start offset, so the
+  records in between expired before the group read them and it resumes past them (`auto.offset.reset=earliest`
+  skips them without a word; lag alone cannot see it). Checked with the lag, over the same groups (every group
+  by default: the candle agent, Connect's connect-* groups, the bronze sink), and by `retention_overrun` alone;
+  each overrun is also a Prometheus gauge (`coinpulse_consumer_records_lost`) and an error log line;
 - tier sizes: bytes and objects per tier, and PostgreSQL partitions / S3 objects older than their tier allows.
 """
 
@@ -10,16 +15,24 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from coinpulse_common.logging import get_logger
 from confluent_kafka import TopicPartition
+from prometheus_client import Gauge
 from psycopg import sql
 
 from coinpulse_flows import layout
 from coinpulse_flows.partitions import discover
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_flows.storage import Store
+
+log = get_logger("coinpulse.flows.checks")
+RECORDS_LOST = Gauge(
+    "coinpulse_consumer_records_lost", "records between a consumer group's committed offset and the partition's log "
+    "start offset: expired before the group read them (0 when none)", ["group", "topic", "partition"])
 
 
 def _ident(qualified: str) -> sql.Composable:
@@ -85,31 +98,79 @@ def crawl_freshness(s: FlowSettings, now: datetime | None = None) -> list[str]:
     return []
 
 
-def consumer_lag(s: FlowSettings) -> tuple[dict[str, int], list[str]]:
+@dataclass(frozen=True)
+class GroupOffset:
+    group: str
+    topic: str
+    partition: int
+    committed: int  # the next offset the group will read
+    log_start: int  # the oldest offset the partition still holds
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.committed)
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.log_start - self.committed)
+
+
+def group_offsets(s: FlowSettings) -> tuple[list[str], list[GroupOffset]]:
+    """The checked groups (`lag_groups`, or every group) and each committed offset of theirs with its partition's
+    bounds; offsets of topics that no longer exist are left out."""
     from coinpulse_common.kafka import admin, consumer
     from confluent_kafka import ConsumerGroupTopicPartitions
 
     a = admin(s)
     groups = s.lag_groups or [g.group_id for g in a.list_consumer_groups(request_timeout=10).result().valid]
-    lags: dict[str, int] = {}
-    problems = []
+    existing = set(a.list_topics(timeout=10).topics)
     probe = consumer(f"coinpulse-flows-lag-{int(time.time() * 1000)}", s)
+    out: list[GroupOffset] = []
     try:
         for g in groups:
             fut = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g)], request_timeout=10)[g]
-            per_topic: dict[str, int] = defaultdict(int)
             for tp in fut.result().topic_partitions:
-                if tp.offset < 0:
+                if tp.offset < 0 or tp.topic not in existing:
                     continue
-                _, hi = probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
-                per_topic[tp.topic] += max(0, hi - tp.offset)
-            lags[g] = sum(per_topic.values())
-            for topic, lag in per_topic.items():
-                if lag > s.lag_max:
-                    problems.append(f"consumer lag: group {g} is {lag} records behind on {topic} (limit {s.lag_max})")
+                lo, hi = probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+                out.append(GroupOffset(g, tp.topic, tp.partition, tp.offset, lo, hi))
     finally:
         probe.close()
-    return lags, problems
+    return groups, out
+
+
+def overrun_problems(offsets: list[GroupOffset]) -> list[str]:
+    """One problem per partition a group overran (and the gauge and a log line for every partition checked)."""
+    problems = []
+    for o in offsets:
+        RECORDS_LOST.labels(o.group, o.topic, str(o.partition)).set(o.lost)
+        if not o.lost:
+            continue
+        log.error("retention_overrun", group=o.group, topic=o.topic, partition=o.partition, committed=o.committed,
+                  log_start=o.log_start, records_lost=o.lost,
+                  hint="the group was down longer than the topic's retention: rebuild the range from bronze")
+        problems.append(f"retention overrun: group {o.group} lost {o.lost} records of {o.topic} partition "
+                        f"{o.partition} (offsets {o.committed}..{o.log_start - 1} expired before it read them; "
+                        f"committed {o.committed}, log start {o.log_start})")
+    return problems
+
+
+def retention_overrun(s: FlowSettings) -> list[str]:
+    return overrun_problems(group_offsets(s)[1])
+
+
+def consumer_lag(s: FlowSettings) -> tuple[dict[str, int], list[str]]:
+    """Lag per group, and the problems: groups more than `lag_max` behind on a topic, and retention overruns."""
+    groups, offsets = group_offsets(s)
+    lags = dict.fromkeys(groups, 0)
+    per_topic: dict[tuple[str, str], int] = defaultdict(int)
+    for o in offsets:
+        lags[o.group] += o.lag
+        per_topic[(o.group, o.topic)] += o.lag
+    problems = [f"consumer lag: group {g} is {lag} records behind on {topic} (limit {s.lag_max})"
+                for (g, topic), lag in per_topic.items() if lag > s.lag_max]
+    return lags, problems + overrun_problems(offsets)
 
 
 def tier_sizes(s: FlowSettings, store: Store, now: datetime | None = None) -> tuple[dict, list[str]]:
