@@ -1,4 +1,5 @@
-"""Bronze objects: the pure rules of the S3 sink (no Kafka, no S3).
+"""Bronze objects: the pure rules of the S3 sink (no Kafka, no S3). The key layout and the line format are defined
+once in `coinpulse_common.bronze` (the backfill reads them from there); this module batches records into objects.
 
 Each object holds consecutive records of one topic-partition from one hour (UTC, by the record's receive time),
 as JSON lines, and is named after its first record:
@@ -13,64 +14,21 @@ rest following in later objects): objects never overlap and nothing is lost.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
-# the receive-time field of each bronze record type
-TIME_FIELDS = ("received_at", "fetched_at")
+# the layout and the line format are shared with the flows' backfill, which reads what this sink writes
+from coinpulse_common.bronze import (
+    TIME_FIELDS,
+    event_ms,
+    hour_of,
+    json_line,
+    object_key,
+    source_of,
+    write_metadata,
+)
 
-
-def source_of(base_topic: str) -> str:
-    """`upbit.raw` -> `upbit`, `dc.raw` -> `dc`."""
-    return base_topic.split(".", 1)[0]
-
-
-def _ms(v: Any) -> int | None:
-    if isinstance(v, dt.datetime):
-        if v.tzinfo is None:
-            v = v.replace(tzinfo=dt.UTC)
-        return int(round(v.timestamp() * 1000))
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    return None
-
-
-def event_ms(value: dict[str, Any], kafka_ts_ms: int | None) -> int:
-    for f in TIME_FIELDS:
-        ms = _ms(value.get(f))
-        if ms is not None:
-            return ms
-    if kafka_ts_ms is None or kafka_ts_ms < 0:
-        raise ValueError("record has no receive time and no Kafka timestamp")
-    return kafka_ts_ms
-
-
-def hour_of(ms: int) -> tuple[str, int]:
-    t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-    return t.strftime("%Y-%m-%d"), t.hour
-
-
-def object_key(prefix: str, source: str, day: str, hour: int, topic: str, partition: int, start_offset: int) -> str:
-    return f"{prefix}bronze/{source}/dt={day}/hour={hour:02d}/{topic}+{partition}+{start_offset}.jsonl"
-
-
-def _default(v: Any) -> Any:
-    if isinstance(v, dt.datetime):
-        return _ms(v)
-    if isinstance(v, bytes | bytearray):
-        return base64.b64encode(v).decode()
-    raise TypeError(f"cannot encode {type(v).__name__}")
-
-
-def json_line(topic: str, partition: int, offset: int, kafka_ts_ms: int | None, key: bytes | None,
-              value: dict[str, Any]) -> bytes:
-    """One line: the record exactly as decoded (timestamps as epoch ms) plus where it came from in Kafka."""
-    doc = {"topic": topic, "partition": partition, "offset": offset, "timestamp": kafka_ts_ms,
-           "key": key.decode("utf-8", "replace") if key is not None else None, "value": value}
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=_default).encode() + b"\n"
+__all__ = ["TIME_FIELDS", "Batch", "Batcher", "event_ms", "hour_of", "json_line", "object_key", "source_of",
+           "write_metadata"]
 
 
 @dataclass
@@ -85,12 +43,16 @@ class Batch:
     opened_at: float
     lines: list[bytes] = field(default_factory=list)
     size_bytes: int = 0
+    covers_from: int | None = None  # first offset it accounts for, when dead letters precede its first record
 
     def key(self, prefix: str) -> str:
         return object_key(prefix, self.source, self.day, self.hour, self.topic, self.partition, self.start_offset)
 
     def body(self) -> bytes:
         return b"".join(self.lines)
+
+    def metadata(self) -> dict[str, str]:
+        return write_metadata(self.end_offset, self.records, self.covers_from)
 
     @property
     def records(self) -> int:
@@ -103,6 +65,9 @@ class Batcher:
     def __init__(self, max_records: int, max_bytes: int, max_age_s: float):
         self.max_records, self.max_bytes, self.max_age_s = max_records, max_bytes, max_age_s
         self.open: dict[tuple[str, int], Batch] = {}
+        # dead letters while no object was open: the next object says it accounts for them (a reader proving
+        # the archive complete tells them from a lost object)
+        self.skipped: dict[tuple[str, int], int] = {}
 
     def add(self, topic: str, partition: int, offset: int, source: str, ms: int, line: bytes,
             now: float) -> list[Batch]:
@@ -114,7 +79,8 @@ class Batcher:
             ready.append(self.open.pop(tp))
             b = None
         if b is None:
-            b = self.open[tp] = Batch(topic, partition, source, day, hour, offset, offset, now)
+            b = self.open[tp] = Batch(topic, partition, source, day, hour, offset, offset, now,
+                                      covers_from=self.skipped.pop(tp, None))
         b.lines.append(line)
         b.size_bytes += len(line)
         b.end_offset = offset
@@ -128,6 +94,7 @@ class Batcher:
         Returns False when no object is open (the caller commits past it on its own)."""
         b = self.open.get((topic, partition))
         if b is None:
+            self.skipped.setdefault((topic, partition), offset)
             return False
         b.end_offset = offset
         return True
@@ -138,6 +105,7 @@ class Batcher:
 
     def drop(self, topic: str, partition: int) -> None:
         self.open.pop((topic, partition), None)
+        self.skipped.pop((topic, partition), None)
 
     def flush_all(self) -> list[Batch]:
         out = list(self.open.values())

@@ -86,7 +86,8 @@ class BronzeS3Sink:
         key = b.key(self.names.s3_prefix)
         body = b.body()
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson",
+                               Metadata=b.metadata())
         except (BotoCoreError, ClientError) as e:
             self.metrics.bronze_put_failures.inc()
             self.last_error = f"put {key}: {e}"
