@@ -1,4 +1,10 @@
-"""Object layout shared by the S3 tier and the local archive: `<table>/date=YYYY-MM-DD/part-0.parquet`."""
+"""Object layout shared by the S3 tier and the local archive: `<table>/date=YYYY-MM-DD/part-<n>.parquet`.
+
+A day is one or more parts: part 0 is the day's partition as first tiered; a partition re-created by late rows and
+tiered again becomes the next part beside it, never over it. Each part's source (manifest `source`, also in the
+Parquet footer) is `<schema>.<partition>@<oid>`: the PostgreSQL table it is a copy of, so a reader can tell a part
+that still exists in PostgreSQL (tiered, not yet dropped) from the rows of an earlier partition of the same day.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import re
 from datetime import date
 
 _DATE = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})(?:/|$)")
+_PART = re.compile(r"(?:^|/)part-(\d+)(?:\.[0-9a-f]+)?\.parquet$")
 
 
 def tier_key(table: str, day: date, prefix: str = "", part: int = 0) -> str:
@@ -34,3 +41,37 @@ def table_of_key(key: str, prefix: str = "") -> str | None:
     rest = key[len(prefix):]
     head, sep, _ = rest.partition("/date=")
     return head if sep and "/" not in head else None
+
+
+def day_prefix(table: str, day: date, prefix: str = "") -> str:
+    return f"{prefix}{table}/date={day.isoformat()}/"
+
+
+def part_of_key(key: str) -> int | None:
+    """n of a `part-<n>.parquet` (or archive `part-<n>.<sha>.parquet`) key."""
+    m = _PART.search(key)
+    return int(m.group(1)) if m else None
+
+
+def part_source(schema: str, name: str, oid: int) -> str:
+    return f"{schema}.{name}@{oid}"
+
+
+def source_oid(source: str | None) -> int | None:
+    """The PostgreSQL table oid a part was exported from (None for parts written before oids were recorded)."""
+    if not source or "@" not in source:
+        return None
+    try:
+        return int(source.rsplit("@", 1)[1])
+    except ValueError:
+        return None
+
+
+def safe_relpath(key: str) -> str:
+    """`key` as a path relative to a folder it cannot leave: no leading `/`, no `.`/`..`/empty segment, no
+    backslash, no NUL. Raises ValueError naming the key."""
+    segs = key.split("/")
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key or any(s in ("", ".", "..") for s in segs):
+        raise ValueError(f"object key {key!r} is not a safe relative path (leading `/`, `..`, `.` or empty segment, "
+                         "backslash): it would write outside the archive folder; refusing")
+    return key

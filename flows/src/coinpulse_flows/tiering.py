@@ -14,13 +14,21 @@ don't) from before the export until the drop, so the verified copy is exactly wh
 3. only then `DETACH PARTITION` and `DROP TABLE`, and commit.
 
 A crash before 3 leaves the partition in place (an unfinished upload leaves no object; a finished one is overwritten
-identically by the re-run); a crash after it leaves a verified object. S3 → local archive: download to `<key>.part`, verify against the metadata,
-fsync + rename, then delete the object; a re-run finds the verified file and only deletes.
+identically by the re-run); a crash after it leaves a verified object.
+
+A day already tiered keeps its objects: late rows land in a re-created partition, which is tiered as the day's next
+part (`part-<n>`, n above every part of the day in S3 and in the archive) and never over an earlier one. A part
+records the oid of the partition it copies (`layout.part_source`), so the re-run after a crash finds and rewrites
+its own part, and the query tells a part still in PostgreSQL from an earlier one.
+
+S3 → local archive: download to `<file>.part`, verify against the metadata, fsync + rename, then delete the object;
+a re-run finds the verified file and only deletes. A file already at the object's path with other content is never
+replaced: the object goes to `part-<n>.<sha256[:12]>.parquet` beside it. Keys that are not safe relative paths are
+refused.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import tempfile
@@ -104,6 +112,26 @@ def _exists(conn: psycopg.Connection, p: Partition) -> bool:
                         (sql.Identifier(p.schema, p.name).as_string(conn),)).fetchone()[0]
 
 
+def local_parts(s: FlowSettings, table: str, day: date) -> list[Path]:
+    d = s.archive_dir / layout.safe_relpath(layout.day_prefix(table, day, s.tier_prefix).rstrip("/"))
+    return sorted(d.glob("part-*.parquet")) if d.is_dir() else []
+
+
+def part_key(s: FlowSettings, store: Store, table: str, day: date, source: str) -> str:
+    """Where a partition's copy goes: its own part if an earlier run left one (same source oid), else the next
+    part number after every part of the day in S3 and in the archive."""
+    used = [n for f in local_parts(s, table, day) if (n := layout.part_of_key(f.name)) is not None]
+    for o in store.list(layout.day_prefix(table, day, s.tier_prefix)):
+        n = layout.part_of_key(o.key)
+        if n is None:
+            continue
+        used.append(n)
+        m = store.manifest(o.key)
+        if m is not None and layout.source_oid(m.source) is not None and m.source == source:
+            return o.key
+    return layout.tier_key(table, day, s.tier_prefix, max(used) + 1 if used else 0)
+
+
 def tier_partition(s: FlowSettings, p: Partition, store: Store) -> ExportResult:
     """Export, upload, verify, then detach and drop one partition (see the module docstring)."""
     key = layout.tier_key(p.table, p.day, s.tier_prefix)
@@ -113,9 +141,12 @@ def tier_partition(s: FlowSettings, p: Partition, store: Store) -> ExportResult:
         if not _exists(conn, p):
             return ExportResult(p.table, p.name, p.day.isoformat(), key, 0, 0, "", "gone")
         conn.execute(sql.SQL("LOCK TABLE ONLY {} IN SHARE MODE").format(part))
+        oid = conn.execute("SELECT %s::regclass::oid", (part.as_string(conn),)).fetchone()[0]
+        source = layout.part_source(p.schema, p.name, oid)
+        key = part_key(s, store, p.table, p.day, source)
         pg_rows = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(part)).fetchone()[0]
         t0 = time.perf_counter()
-        manifest, size = export_partition(s, p.schema, p.name, store, key, f"{p.schema}.{p.name}", pg_rows)
+        manifest, size = export_partition(s, p.schema, p.name, store, key, source, pg_rows)
         crash_point("after_upload")
         t1 = time.perf_counter()
         with tempfile.TemporaryDirectory(dir=spool_dir()) as tmp:
@@ -180,17 +211,42 @@ def _verify_local(path: Path, head: dict) -> None:
             raise VerificationError(f"{path.name}: md5 {md5.hexdigest()} != ETag {etag}")
 
 
+def archive_path(s: FlowSettings, key: str) -> Path:
+    """The archive file of an object key, which never lies outside the archive folder (ValueError otherwise)."""
+    root = s.archive_dir.resolve()
+    final = (root / layout.safe_relpath(key)).resolve()
+    if not final.is_relative_to(root) or final == root:
+        raise ValueError(f"object key {key!r} resolves to {final}, outside the archive folder {root}; refusing")
+    return final
+
+
+def _alternate(final: Path, head: dict) -> Path:
+    """The name an object takes when another file already holds its path: `<stem>.<sha256[:12]><suffix>`."""
+    meta = Manifest.from_meta(head.get("Metadata", {}))
+    tag = (meta.sha256 if meta is not None and meta.sha256 else head.get("ETag", "").strip('"').split("-")[0])[:12]
+    return final.with_name(f"{final.stem}.{tag or 'x'}{final.suffix}")
+
+
 def archive_object(s: FlowSettings, store: Store, key: str) -> ArchiveResult:
-    final = s.archive_dir / key
+    final = archive_path(s, key)
     head = store.head(key)
     if head is None:
         return ArchiveResult(key, str(final), final.stat().st_size if final.exists() else 0, "gone")
     final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
-        with contextlib.suppress(VerificationError):
-            _verify_local(final, head)
+    taken = False
+    for candidate in (final, _alternate(final, head)):
+        if candidate.exists():
+            try:
+                _verify_local(candidate, head)
+            except VerificationError:
+                taken = True  # another file (a verified copy of other rows): never replaced
+                continue
             store.delete(key)
-            return ArchiveResult(key, str(final), final.stat().st_size, "already-archived")
+            return ArchiveResult(key, str(candidate), candidate.stat().st_size, "already-archived")
+    if taken:
+        final = _alternate(final, head)
+        if final.exists():
+            raise VerificationError(f"{key}: both {final.name} and the object's own path hold other content")
     tmp = final.with_name(final.name + ".part")
     store.download(key, tmp)
     try:
