@@ -200,3 +200,56 @@ def test_backfill_from_kafka_repairs_a_range_and_converges(flow_env, unique):
         assert c.execute(q, (T0,)).fetchall() == candles
         assert c.execute(q_rollups).fetchall() == rollups
         assert c.execute(f"SELECT count(*) FROM {schema}.trades").fetchone()[0] == 4
+
+
+def test_backfill_chosen_by_ingestion_time_and_its_dry_run(flow_env, unique):
+    """`--loaded-from/--loaded-to` repairs the minutes of the trades received in that window; `--dry-run` says what
+    it would replace (rows per table now and rebuilt) and changes nothing."""
+    s, schema = flow_env["settings"], flow_env["schema"]
+    t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
+    topic = f"test.upbit.raw.{unique}"
+    _topic(s, topic, "raw_frame")
+    s = s.model_copy(update={"backfill_topic": topic})
+    _gold_tables(s, schema)
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        c.execute(f"""CREATE TABLE {schema}.trades (market text NOT NULL, sequential_id bigint NOT NULL,
+            trade_timestamp timestamptz NOT NULL, price float8, volume float8, ask_bid text, prev_closing_price float8,
+            change text, change_price float8, stream_type text, backfilled boolean, received_at timestamptz,
+            PRIMARY KEY (market, sequential_id))""")
+    codec = TopicCodec(topic, s, schema_topic="upbit.raw")
+    prod = producer(s)
+    # trades of minutes t0+3 and t0+4, received at t0+5m (a late batch); one of minute t0+1 received at t0+1m
+    sent = [(1, t0 + timedelta(minutes=1, seconds=5), t0 + timedelta(minutes=1, seconds=6)),
+            (2, t0 + timedelta(minutes=3, seconds=10), t0 + timedelta(minutes=5, seconds=1)),
+            (3, t0 + timedelta(minutes=4, seconds=50), t0 + timedelta(minutes=5, seconds=2))]
+    for sid, ts, recv in sent:
+        recv_ms = int(recv.timestamp() * 1000)
+        value = {"source": "upbit.ws", "connection_id": "c1", "seq": sid, "received_at": recv_ms,
+                 "payload": json.dumps([_frame("KRW-BTC", sid, ts, 100.0 + sid, 1.0)]), "market": "KRW-BTC",
+                 "url": None}
+        prod.produce(topic, key=b"KRW-BTC", value=codec.encode(value), timestamp=recv_ms)
+    assert prod.flush(10) == 0
+    env = {**os.environ, "COINPULSE_TRADES_TABLE": s.trades_table, "COINPULSE_CANDLES_TABLE": s.candles_table,
+           "COINPULSE_BACKFILL_TOPIC": topic}
+    window = ["--loaded-from", (t0 + timedelta(minutes=5)).isoformat(),
+              "--loaded-to", (t0 + timedelta(minutes=6)).isoformat()]
+
+    def cli(*extra):
+        return subprocess.run([sys.executable, "-m", "coinpulse_flows", "backfill", *window, *extra], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    p = cli("--dry-run")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert (out["start"], out["end"]) == ((t0 + timedelta(minutes=3)).isoformat(), (t0 + timedelta(minutes=5)).isoformat())
+    assert out["dry_run"] is True and out["replace"][s.trades_table] == {"now": 0, "rebuilt": 2}
+    assert out["replace"][f"{s.candles_table} 1m"] == {"now": 0, "rebuilt": 2}
+    assert f"{s.trades_table}: 0 rows now, 2 after the rebuild" in p.stderr
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        assert c.execute(f"SELECT count(*) FROM {schema}.trades").fetchone()[0] == 0
+        assert c.execute(f"SELECT count(*) FROM {schema}.candles").fetchone()[0] == 0
+    p = cli()
+    assert p.returncode == 0, p.stderr
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        assert [r[0] for r in c.execute(f"SELECT sequential_id FROM {schema}.trades ORDER BY 1")] == [2, 3]
+        assert c.execute(f"SELECT count(*) FROM {schema}.candles WHERE interval = '1m'").fetchone()[0] == 2

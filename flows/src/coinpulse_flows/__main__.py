@@ -1,4 +1,5 @@
-"""`python -m coinpulse_flows serve | query "SQL" | backfill --from … --to … [--source …] | run <flow>`."""
+"""`python -m coinpulse_flows serve | query "SQL" | backfill (--from … --to … | --loaded-from … --loaded-to …)
+[--source …] [--dry-run] | run <flow>`."""
 
 from __future__ import annotations
 
@@ -41,19 +42,51 @@ def _query(args) -> int:
 def _backfill(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from coinpulse_flows.backfill import rebuild
+    from coinpulse_flows.backfill import IncompleteSource, loaded_range, rebuild
     from coinpulse_flows.settings import FlowSettings
 
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), transient=False) as bar:
-        tid = bar.add_task(f"bronze from {args.source}", total=None)
+    s = FlowSettings()
+    by_event = args.start is not None or args.end is not None
+    by_load = args.loaded_from is not None or args.loaded_to is not None
+    if by_event == by_load or (by_event and None in (args.start, args.end)) or \
+            (by_load and None in (args.loaded_from, args.loaded_to)):
+        print("backfill: give either --from and --to (event time) or --loaded-from and --loaded-to (received_at)",
+              file=sys.stderr)
+        return 2
+    try:
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), transient=False, console=_stderr_console()) as bar:
+            tid = bar.add_task(f"bronze from {args.source}", total=None)
 
-        def progress(done: int, total: int) -> None:
-            bar.update(tid, completed=done, total=total)
+            def progress(done: int, total: int) -> None:
+                bar.update(tid, completed=done, total=total)
 
-        r = rebuild(FlowSettings(), _when(args.start), _when(args.end), args.source, progress=progress)
+            if by_load:
+                rng = loaded_range(s, _when(args.loaded_from), _when(args.loaded_to), args.source, progress)
+                if rng is None:
+                    print("backfill: no trade was received in that window; nothing to do", file=sys.stderr)
+                    return 0
+                start, end = rng
+                print(f"backfill: trades received in that window have event times in [{start.isoformat()}, "
+                      f"{end.isoformat()})", file=sys.stderr)
+            else:
+                start, end = _when(args.start), _when(args.end)
+            r = rebuild(s, start, end, args.source, progress=progress, dry_run=args.dry_run)
+    except IncompleteSource as e:
+        print(str(e), file=sys.stderr)
+        return 3
+    if args.dry_run:
+        print(f"dry run, nothing changed: [{r.start}, {r.end}) from {r.source}", file=sys.stderr)
+        for table, n in r.replace.items():
+            print(f"  {table}: {n['now']} rows now, {n['rebuilt']} after the rebuild", file=sys.stderr)
     print(json.dumps(r.__dict__, default=str))
     return 0
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _run(args) -> int:
@@ -74,9 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("sql")
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     b = sub.add_parser("backfill", help="rebuild silver and gold for [from, to) from bronze")
-    b.add_argument("--from", dest="start", required=True, help="ISO time, UTC if no offset, whole minute")
-    b.add_argument("--to", dest="end", required=True, help="ISO time, exclusive, whole minute")
+    b.add_argument("--from", dest="start", help="ISO time, UTC if no offset, whole minute")
+    b.add_argument("--to", dest="end", help="ISO time, exclusive, whole minute")
+    b.add_argument("--loaded-from", help="instead of --from/--to: repair the minutes of the trades received (received_at)"
+                   " from this ISO time, whole minute")
+    b.add_argument("--loaded-to", help="end of the received_at window, exclusive, whole minute")
     b.add_argument("--source", choices=("kafka", "s3"), default="kafka")
+    b.add_argument("--dry-run", action="store_true", help="print the rows per table now and after the rebuild; "
+                   "change nothing")
     r = sub.add_parser("run", help="run one flow now (through the Prefect server)")
     from coinpulse_flows.flows import ALL_FLOWS
 

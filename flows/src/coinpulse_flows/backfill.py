@@ -1,19 +1,24 @@
 """Rebuild silver trades and gold candles (1m, and the 5m / 1h candles that contain the range) from bronze.
 
-Bronze comes from Kafka (`upbit.raw`, found by timestamp with offsets_for_times) or from the S3 bronze archive
-(JSON lines of raw_frame records under `bronze_prefix`, one object per `date=` day). Frames received in
+Bronze comes from Kafka (`upbit.raw`, found by timestamp with offsets_for_times) or from the S3 bronze archive the
+sink's bronze sink writes (layout and line format in `coinpulse_common.bronze`). Frames received in
 [from, to + `late_s`) are parsed; trades whose trade time lies in [from, to) are deduplicated on
-`(market, sequential_id)`. Then, in one transaction, the range is deleted from the silver and gold tables and
-written again (silver rows, then 1-minute candles computed in SQL from those rows with the candle rules of
-ARCHITECTURE.md, then every 5m and 1h candle overlapping the range recomputed from the 1-minute candles inside
-it, which outside the range are the ones already there), so any number of runs converges to the same rows a
-clean run produces.
+`(market, sequential_id)`, the first received winning, as in the ingester.
+
+Nothing is deleted that cannot be rebuilt: before the tables are touched the source must prove that it holds the
+whole range (S3: an object for every hour of the read window and no offset missing between consecutive objects of a
+partition; Kafka: every partition's log still starts before the window). Otherwise `rebuild` raises
+`IncompleteSource` naming the hours that are missing, and nothing changes.
+
+Then, in one transaction, the range is deleted from the silver and gold tables and written again (silver rows, then
+1-minute candles computed in SQL from those rows with the candle rules of ARCHITECTURE.md, then every 5m and 1h
+candle overlapping the range recomputed from the 1-minute candles inside it, which outside the range are the ones
+already there), so any number of runs converges to the same rows a clean run produces. A dry run does the same
+and rolls back, reporting per table the rows there now and the rows the rebuild would leave.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,11 +27,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from coinpulse_common import bronze
 from coinpulse_common.logging import get_logger
 from coinpulse_common.topics import UPBIT_RAW
 from psycopg import sql
 
-from coinpulse_flows import layout
 from coinpulse_flows.bronze import received_ms, trades_of_frame
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_flows.storage import Store
@@ -80,98 +85,236 @@ class BackfillResult:
     silver_rows: int = 0
     candles: int = 0
     problems: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+    # table (candles by interval) -> {"now": rows in the range before, "rebuilt": rows after}
+    replace: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class IncompleteSource(RuntimeError):
+    """The source does not hold the whole range; nothing was changed."""
+
+    def __init__(self, source: str, missing: list[str], detail: list[str]):
+        self.missing, self.detail = missing, detail
+        super().__init__(f"backfill refused: {source} bronze does not cover the range, nothing was changed; "
+                         f"missing hours (UTC): {', '.join(missing) or '-'}" + (f" ({'; '.join(detail)})" if detail else ""))
 
 
 def _ident(qualified: str) -> sql.Composable:
     return sql.Identifier(*qualified.split(".", 1))
 
 
-def kafka_frames(s: FlowSettings, start: datetime, end: datetime, topic: str = UPBIT_RAW,
-                 progress: Progress | None = None) -> Iterator[dict[str, Any]]:
-    from coinpulse_common.avro import TopicCodec
-    from coinpulse_common.kafka import admin, consumer
-    from confluent_kafka import TopicPartition
+def _hour_text(ms: int) -> str:
+    day, hour = bronze.hour_of(ms)
+    return f"{day}T{hour:02d}"
 
-    codec = TopicCodec(topic, s, schema_topic=UPBIT_RAW)
-    md = admin(s).list_topics(topic, timeout=10)
-    if topic not in md.topics or md.topics[topic].error is not None:
-        raise RuntimeError(f"topic {topic} does not exist")
-    c = consumer(f"coinpulse-backfill-{int(time.time() * 1000)}", s)
-    try:
-        parts = list(md.topics[topic].partitions)
-        lo = c.offsets_for_times([TopicPartition(topic, p, int(start.timestamp() * 1000)) for p in parts], timeout=10)
-        hi = c.offsets_for_times([TopicPartition(topic, p, int(end.timestamp() * 1000)) for p in parts], timeout=10)
-        plan = {}
-        for a, b in zip(lo, hi, strict=True):
-            _, high = c.get_watermark_offsets(TopicPartition(topic, a.partition), timeout=10)
-            first = a.offset if a.offset >= 0 else high
-            last = b.offset if b.offset >= 0 else high
-            if last > first:
-                plan[a.partition] = (first, last)
-        total = sum(b - a for a, b in plan.values())
-        done = 0
-        if not plan:
-            return
-        c.assign([TopicPartition(topic, p, a) for p, (a, _) in plan.items()])
-        open_parts = set(plan)
-        deadline = time.monotonic() + 600
-        while open_parts and time.monotonic() < deadline:
-            msg = c.poll(1.0)
-            if msg is None or msg.error() is not None:
-                continue
-            p = msg.partition()
-            if p not in open_parts:
-                continue
-            if msg.offset() >= plan[p][1]:
-                open_parts.discard(p)
-                continue
+
+def _hours_text(lo_ms: int, hi_ms: int) -> list[str]:
+    return [f"{d}T{h:02d}" for d, h in bronze.hours(lo_ms, hi_ms)]
+
+
+class KafkaBronze:
+    """`upbit.raw` records with a timestamp in [start, end). The log must start before `start` in every partition
+    (an offset of the partition holds a record older than the window, or the log was never truncated)."""
+
+    def __init__(self, s: FlowSettings, start: datetime, end: datetime, topic: str = UPBIT_RAW,
+                 progress: Progress | None = None):
+        self.s, self.start, self.end, self.topic, self.progress = s, start, end, topic, progress
+        self.missing: list[str] = []
+        self.detail: list[str] = []
+
+    def frames(self) -> Iterator[dict[str, Any]]:
+        from coinpulse_common.avro import TopicCodec
+        from coinpulse_common.kafka import admin, consumer
+        from confluent_kafka import TopicPartition
+
+        s, topic, start, end, progress = self.s, self.topic, self.start, self.end, self.progress
+        codec = TopicCodec(topic, s, schema_topic=UPBIT_RAW)
+        md = admin(s).list_topics(topic, timeout=10)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            raise RuntimeError(f"topic {topic} does not exist")
+        c = consumer(f"coinpulse-backfill-{int(time.time() * 1000)}", s)
+        start_ms = int(start.timestamp() * 1000)
+        try:
+            parts = list(md.topics[topic].partitions)
+            lo = c.offsets_for_times([TopicPartition(topic, p, start_ms) for p in parts], timeout=10)
+            hi = c.offsets_for_times([TopicPartition(topic, p, int(end.timestamp() * 1000)) for p in parts], timeout=10)
+            plan = {}
+            for a, b in zip(lo, hi, strict=True):
+                low, high = c.get_watermark_offsets(TopicPartition(topic, a.partition), timeout=10)
+                first = a.offset if a.offset >= 0 else high
+                last = b.offset if b.offset >= 0 else high
+                # covered: nothing was ever deleted, or a retained record precedes the window's first one
+                if low > 0 and first <= low:
+                    self._gone(c, topic, a.partition, low, high)
+                if last > first:
+                    plan[a.partition] = (first, last)
+            if self.missing:
+                return
+            total = sum(b - a for a, b in plan.values())
+            done = 0
+            if not plan:
+                return
+            c.assign([TopicPartition(topic, p, a) for p, (a, _) in plan.items()])
+            open_parts = set(plan)
+            deadline = time.monotonic() + 600
+            while open_parts and time.monotonic() < deadline:
+                msg = c.poll(1.0)
+                if msg is None or msg.error() is not None:
+                    continue
+                p = msg.partition()
+                if p not in open_parts:
+                    continue
+                if msg.offset() >= plan[p][1]:
+                    open_parts.discard(p)
+                    continue
+                done += 1
+                if progress:
+                    progress(done, total)
+                if msg.offset() >= plan[p][1] - 1:
+                    open_parts.discard(p)
+                yield codec.decode(msg.value())
+            if open_parts:
+                raise TimeoutError(f"backfill: partitions {sorted(open_parts)} of {topic} not read to the end")
+        finally:
+            c.close()
+
+    def _gone(self, c: Any, topic: str, partition: int, low: int, high: int) -> None:
+        """The log of `partition` starts inside or after the window: name the hours retention removed."""
+        from confluent_kafka import TopicPartition
+
+        start_ms, end_ms = int(self.start.timestamp() * 1000), int(self.end.timestamp() * 1000)
+        first_ts = end_ms
+        if low < high:
+            c.assign([TopicPartition(topic, partition, low)])
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is not None and m.error() is None:
+                    first_ts = min(end_ms, max(start_ms, m.timestamp()[1]))
+                    break
+            c.unassign()
+        gone = _hours_text(start_ms, max(first_ts, start_ms + 1))
+        self.missing = sorted(set(self.missing) | set(gone))
+        self.detail.append(f"{topic}[{partition}] starts at offset {low} (retention removed the records before it)")
+
+
+class S3Bronze:
+    """Bronze objects of one topic whose receive hour overlaps [start, end), read in offset order per partition.
+    After `frames` is consumed, `missing` names each hour without any object of the topic and each hour an offset
+    gap between consecutive objects of a partition falls in (a deleted or never written object)."""
+
+    def __init__(self, s: FlowSettings, start: datetime, end: datetime, progress: Progress | None = None):
+        self.s, self.start, self.end, self.progress = s, start, end, progress
+        self.store = Store(s)
+        self.missing: list[str] = []
+        self.detail: list[str] = []
+
+    def frames(self) -> Iterator[dict[str, Any]]:
+        s, c, bucket = self.s, self.store.c, self.store.bucket
+        lo, hi = int(self.start.timestamp() * 1000), int(self.end.timestamp() * 1000)
+        # one hour either side, so an object missing at the window's edge shows as a gap to its neighbour
+        listed = bronze.list_objects(c, bucket, s.backfill_s3_prefix, s.backfill_s3_source, lo - bronze.HOUR_MS,
+                                     hi + bronze.HOUR_MS, topic=s.backfill_topic)
+        window = set(_hours_text(lo, hi))
+        inside = [k for k in listed if f"{k.day}T{k.hour:02d}" in window]
+        present = {f"{k.day}T{k.hour:02d}" for k in inside}
+        seen: set[tuple[int, int]] = set()  # (partition, offset): a rewritten object may repeat records
+        read: dict[str, bronze.ReadObject] = {}
+        total, done = len(inside), 0
+        for k in inside:
+            first = last = None
+            for line in bronze.read_object(c, bucket, k.key):
+                first = line.offset if first is None else first
+                last = line.offset
+                if (line.partition, line.offset) in seen:
+                    continue
+                seen.add((line.partition, line.offset))
+                yield line.value
+            read[k.key] = bronze.ReadObject(k, first, last)
             done += 1
-            if progress:
-                progress(done, total)
-            if msg.offset() >= plan[p][1] - 1:
-                open_parts.discard(p)
-            yield codec.decode(msg.value())
-        if open_parts:
-            raise TimeoutError(f"backfill: partitions {sorted(open_parts)} of {topic} not read to the end")
-    finally:
-        c.close()
+            if self.progress:
+                self.progress(done, total)
+        # the neighbours outside the window: the last object before it per partition, the first after it
+        objs: list[bronze.ReadObject] = list(read.values())
+        by_tp: dict[tuple[str, int], list[bronze.ObjectKey]] = {}
+        for k in listed:
+            by_tp.setdefault((k.topic, k.partition), []).append(k)
+        for keys in by_tp.values():
+            before = [k for k in keys if k.key not in read and k.hour_start_ms < lo - lo % bronze.HOUR_MS]
+            after = [k for k in keys if k.key not in read and k.hour_start_ms >= lo - lo % bronze.HOUR_MS]
+            if before:
+                k = before[-1]
+                _, end = bronze.offsets_meta(c, bucket, k.key)
+                if end is None:
+                    offs = [ln.offset for ln in bronze.read_object(c, bucket, k.key)]
+                    end = offs[-1] if offs else None
+                objs.append(bronze.ReadObject(k, k.start_offset, end, end))
+            if after:
+                objs.append(bronze.ReadObject(after[0], after[0].start_offset, None))
+        missing = set(window - present)
+        for nxt, first_missing, last_missing in bronze.offset_gaps(self._with_end_offsets(objs)):
+            prev = max((o.key for o in objs if o.key.topic == nxt.topic and o.key.partition == nxt.partition
+                        and o.key.start_offset < nxt.start_offset), key=lambda k: k.start_offset)
+            hrs = set(_hours_text(prev.hour_start_ms, nxt.hour_start_ms + bronze.HOUR_MS)) & window
+            if hrs:
+                missing |= hrs
+                self.detail.append(f"{nxt.topic}[{nxt.partition}] offsets {first_missing}..{last_missing} are in no "
+                                   f"object (before {nxt.key.rsplit('/', 1)[-1]})")
+        self.missing = sorted(missing)
+        if window - present:
+            self.detail.append(f"no object of {s.backfill_topic} under "
+                               f"{s.backfill_s3_prefix}bronze/{s.backfill_s3_source}/ for "
+                               f"{', '.join(sorted(window - present))}")
+
+    def _with_end_offsets(self, objs: list[bronze.ReadObject]) -> list[bronze.ReadObject]:
+        """Ask the objects on both sides of a gap between their lines for their offsets metadata (dead letters at
+        an edge, or a real gap); objects without a gap are never asked."""
+        gaps = bronze.offset_gaps(objs)
+        if not gaps:
+            return objs
+        after = {g[0].key for g in gaps}
+        before = {(g[0].topic, g[0].partition, g[1]) for g in gaps}
+        out = []
+        for o in objs:
+            end = o.last_offset if o.last_offset is not None else o.key.start_offset - 1
+            if o.key.key in after or (o.end_offset is None and (o.key.topic, o.key.partition, end + 1) in before):
+                covers, end_meta = bronze.offsets_meta(self.store.c, self.store.bucket, o.key.key)
+                o = bronze.ReadObject(o.key, o.first_offset, o.last_offset,
+                                      o.end_offset if o.end_offset is not None else end_meta, covers)
+            out.append(o)
+        return out
 
 
-def s3_frames(s: FlowSettings, start: datetime, end: datetime, prefix: str,
-              progress: Progress | None = None) -> Iterator[dict[str, Any]]:
-    store = Store(s)
-    objs = [o for o in store.list(prefix)
-            if (d := layout.day_of_key(o.key)) is None or start.date() <= d <= end.date()]
-    total, done = sum(o.size for o in objs), 0
-    for o in sorted(objs, key=lambda o: o.key):
-        body = store.c.get_object(Bucket=store.bucket, Key=o.key)["Body"]
-        for line in io.TextIOWrapper(body, encoding="utf-8"):
-            done += len(line.encode())
-            if progress:
-                progress(done, total)
-            if line.strip():
-                yield json.loads(line)
+def _source(s: FlowSettings, source: str, start: datetime, end: datetime, progress: Progress | None):
+    if source == "kafka":
+        return KafkaBronze(s, start, end, s.backfill_topic, progress)
+    if source == "s3":
+        return S3Bronze(s, start, end, progress)
+    raise ValueError(f"unknown source {source!r}: kafka or s3")
 
 
-def rebuild(s: FlowSettings, start: datetime, end: datetime, source: str = "kafka", *, late_s: int = 120,
-            progress: Progress | None = None) -> BackfillResult:
+def _check_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     if end <= start:
         raise ValueError(f"empty range: {start} .. {end}")
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     if start.second or start.microsecond or end.second or end.microsecond:
         raise ValueError("backfill ranges start and end on whole minutes (candles are rebuilt per minute)")
+    return start, end
+
+
+def rebuild(s: FlowSettings, start: datetime, end: datetime, source: str = "kafka", *, late_s: int = 120,
+            progress: Progress | None = None, dry_run: bool = False) -> BackfillResult:
+    start, end = _check_range(start, end)
     read_to = end + timedelta(seconds=late_s)
-    if source == "kafka":
-        frames = kafka_frames(s, start, read_to, s.backfill_topic, progress)
-    elif source == "s3":
-        frames = s3_frames(s, start, read_to, s.backfill_s3_prefix, progress)
-    else:
-        raise ValueError(f"unknown source {source!r}: kafka or s3")
-    r = BackfillResult(source, start.isoformat(), end.isoformat())
+    if read_to > datetime.now(UTC):
+        raise IncompleteSource(source, _hours_text(int(start.timestamp() * 1000), int(read_to.timestamp() * 1000)),
+                               [f"the range and its {late_s} s of late arrivals end after now"])
+    src = _source(s, source, start, read_to, progress)
+    r = BackfillResult(source, start.isoformat(), end.isoformat(), dry_run=dry_run)
     stats: Counter = Counter()
     lo_ms, hi_ms = start.timestamp() * 1000, end.timestamp() * 1000
     trades: dict[tuple[str, int], dict[str, Any]] = {}
-    for raw in frames:
+    for raw in src.frames():
         r.frames += 1
         try:
             raw = {**raw, "received_at": received_ms(raw.get("received_at") or 0)}
@@ -183,11 +326,48 @@ def rebuild(s: FlowSettings, start: datetime, end: datetime, source: str = "kafk
         for t in trades_of_frame(raw, stats):
             if lo_ms <= t["trade_timestamp"] < hi_ms:
                 trades.setdefault((t["market"], t["sequential_id"]), t)
+    if src.missing:
+        log.error("backfill_refused", source=source, start=r.start, end=r.end, missing=src.missing, detail=src.detail)
+        raise IncompleteSource(source, src.missing, src.detail)
     r.trades = len(trades)
     r.problems = dict(stats)
-    r.silver_rows, r.candles = _write(s, start, end, list(trades.values()))
-    log.info("backfill_done", **{k: v for k, v in r.__dict__.items() if k != "problems"}, problems=r.problems)
+    r.silver_rows, r.candles, r.replace = _write(s, start, end, list(trades.values()), dry_run=dry_run)
+    log.info("backfill_done", **{k: v for k, v in r.__dict__.items() if k not in ("problems", "replace")},
+             problems=r.problems, replace=r.replace)
     return r
+
+
+def loaded_range(s: FlowSettings, loaded_from: datetime, loaded_to: datetime, source: str = "kafka",
+                 progress: Progress | None = None) -> tuple[datetime, datetime] | None:
+    """The event-time range (whole minutes) of the trades received in [loaded_from, loaded_to): those in the bronze
+    source and those in silver (`received_at`), so a repair chosen by ingestion time covers both what arrived and
+    what was written. None when neither has any."""
+    loaded_from, loaded_to = _check_range(loaded_from, loaded_to)
+    src = _source(s, source, loaded_from, loaded_to, progress)
+    lo_ms, hi_ms = loaded_from.timestamp() * 1000, loaded_to.timestamp() * 1000
+    times: list[int] = []
+    stats: Counter = Counter()
+    for raw in src.frames():
+        try:
+            raw = {**raw, "received_at": received_ms(raw.get("received_at") or 0)}
+        except (TypeError, ValueError):
+            continue
+        if lo_ms <= raw["received_at"] < hi_ms:
+            times += [t["trade_timestamp"] for t in trades_of_frame(raw, stats)]
+    if src.missing:
+        raise IncompleteSource(source, src.missing, src.detail)
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as conn:
+        a, b = conn.execute(sql.SQL("SELECT min(trade_timestamp), max(trade_timestamp) FROM {} "
+                                    "WHERE received_at >= %s AND received_at < %s").format(_ident(s.trades_table)),
+                            (loaded_from, loaded_to)).fetchone()
+    lows = [datetime.fromtimestamp(min(times) / 1000, UTC)] if times else []
+    highs = [datetime.fromtimestamp(max(times) / 1000, UTC)] if times else []
+    lows += [a] if a else []
+    highs += [b] if b else []
+    if not lows:
+        return None
+    minute = timedelta(minutes=1)
+    return _floor(min(lows), minute), _floor(max(highs), minute) + minute
 
 
 def _columns(conn: psycopg.Connection, qualified: str) -> list[str]:
@@ -202,14 +382,27 @@ def _floor(t: datetime, step: timedelta) -> datetime:
     return epoch + (t - epoch) // step * step
 
 
-def _write(s: FlowSettings, start: datetime, end: datetime, trades: list[dict[str, Any]]) -> tuple[int, int]:
+def _write(s: FlowSettings, start: datetime, end: datetime, trades: list[dict[str, Any]], *,
+           dry_run: bool = False) -> tuple[int, int, dict[str, dict[str, int]]]:
     rng = {"lo": start, "hi": end}
-    with psycopg.connect(s.pg_dsn()) as conn:
+    count_trades = sql.SQL("SELECT count(*) FROM {} WHERE trade_timestamp >= %(lo)s AND trade_timestamp < %(hi)s")
+    count_candles = sql.SQL('SELECT count(*) FROM {} WHERE "interval" = %(iv)s AND bucket_start >= %(lo)s '
+                            "AND bucket_start < %(hi)s")
+    delete = sql.SQL('DELETE FROM {} WHERE "interval" = %(iv)s AND bucket_start >= %(lo)s AND bucket_start < %(hi)s')
+    insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM ({}) c")
+    ranges = {"1m": {**rng, "iv": "1m"}}
+    for iv, step in ROLLUPS.items():
+        ranges[iv] = {"lo": _floor(start, step), "hi": _floor(end - timedelta(microseconds=1), step) + step, "iv": iv,
+                      "step": step}
+    trades_t, table = _ident(s.trades_table), _ident(s.candles_table)
+    with psycopg.connect(s.pg_dsn()) as conn:  # one transaction: committed at the end of the block, or rolled back
+        replace = {s.trades_table: {"now": conn.execute(count_trades.format(trades_t), rng).fetchone()[0]}}
+        for iv, r in ranges.items():
+            replace[f"{s.candles_table} {iv}"] = {"now": conn.execute(count_candles.format(table), r).fetchone()[0]}
         tcols = [c for c in TRADE_COLUMNS if c in set(_columns(conn, s.trades_table))]
         conn.execute(sql.SQL("DELETE FROM {} WHERE trade_timestamp >= %(lo)s AND trade_timestamp < %(hi)s").format(
-            _ident(s.trades_table)), rng)
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            _ident(s.trades_table), sql.SQL(", ").join(map(sql.Identifier, tcols)))
+            trades_t), rng)
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(trades_t, sql.SQL(", ").join(map(sql.Identifier, tcols)))
         with conn.cursor().copy(copy_sql) as cp:
             for t in trades:
                 cp.write_row([datetime.fromtimestamp(t[c] / 1000, UTC) if c in TIME_COLUMNS else t[c] for c in tcols])
@@ -218,17 +411,15 @@ def _write(s: FlowSettings, start: datetime, end: datetime, trades: list[dict[st
                        "trade_count", "buy_volume", "sell_volume", "first_trade_at", "last_trade_at", "interval",
                        "revision", "emitted_at"]
         cols = [c for c in select_cols if c in ccols]
-        delete = sql.SQL('DELETE FROM {} WHERE "interval" = %(iv)s AND bucket_start >= %(lo)s AND bucket_start < %(hi)s')
-        insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM ({}) c")
-        table, names = _ident(s.candles_table), sql.SQL(", ").join(map(sql.Identifier, cols))
-        conn.execute(delete.format(table), {**rng, "iv": "1m"})
-        cur = conn.execute(insert.format(table, names, names, sql.SQL(CANDLES).format(trades=_ident(s.trades_table))),
-                           rng)
-        candles = cur.rowcount
-        for iv, step in ROLLUPS.items():
-            r = {"lo": _floor(start, step), "hi": _floor(end - timedelta(microseconds=1), step) + step, "iv": iv,
-                 "step": step}
+        names = sql.SQL(", ").join(map(sql.Identifier, cols))
+        candles = 0
+        for iv, r in ranges.items():  # 1m first: the rollups are computed from it
             conn.execute(delete.format(table), r)
-            candles += conn.execute(insert.format(table, names, names, sql.SQL(ROLLUP).format(candles=table)),
-                                    r).rowcount
-        return len(trades), candles
+            query = sql.SQL(CANDLES).format(trades=trades_t) if iv == "1m" else sql.SQL(ROLLUP).format(candles=table)
+            candles += conn.execute(insert.format(table, names, names, query), r).rowcount
+        replace[s.trades_table]["rebuilt"] = conn.execute(count_trades.format(trades_t), rng).fetchone()[0]
+        for iv, r in ranges.items():
+            replace[f"{s.candles_table} {iv}"]["rebuilt"] = conn.execute(count_candles.format(table), r).fetchone()[0]
+        if dry_run:
+            conn.rollback()
+        return len(trades), candles, replace

@@ -1,12 +1,23 @@
-"""Upbit trade frames in bronze → silver trade records.
+"""Upbit frames in bronze → silver trade records, accepting exactly what the live ingester accepts.
 
-Bronze `upbit.raw` values (schemas/raw_frame.avsc) carry the frame text in `payload`; a frame is one JSON object
-or a JSON array of them, in DEFAULT or SIMPLE field names. Raw payload fields read here (DEFAULT / SIMPLE):
-type ty, code cd, trade_price tp, trade_volume tv, ask_bid ab, prev_closing_price pcp, change c, change_price cp,
-trade_timestamp ttms, sequential_id sid, stream_type st. Anything that is not a well-formed trade is counted, never
-raised: backfill reports how many frames it could not use.
+Bronze `upbit.raw` values (schemas/raw_frame.avsc) carry the frame text in `payload`:
 
-This mirrors the live parser in ingest-upbit (services never import each other); a shared parser in libs/ would
+- `source` `upbit.ws`: one JSON object or a JSON array of them. An object with `type` uses the DEFAULT names, one
+  without uses the SIMPLE names (as the live parser decides). Trade fields read (DEFAULT / SIMPLE): type ty,
+  code cd, trade_price tp, trade_volume tv, ask_bid ab, prev_closing_price pcp, change c, change_price cp,
+  trade_timestamp ttms (falling back to timestamp tms), sequential_id sid, stream_type st;
+- `source` `upbit.rest`: a `/v1/trades/ticks` reply (the ingester's gap backfill), a JSON array of market,
+  trade_price, trade_volume, ask_bid, prev_closing_price, change, change_price, timestamp, sequential_id; these
+  trades are `stream_type` BACKFILL, `backfilled` true, as the ingester produced them.
+
+Anything that is not a well-formed trade is counted by reason, never raised: backfill reports how many frames it
+could not use.
+
+NOTE: this duplicates the live parser in services/ingest-upbit/src/coinpulse_ingest_upbit/protocol.py (services
+never import each other, and flows must not depend on the ingester). The two must agree on what they accept: the
+rules below are the live ones (numbers as int/float or numeric strings, never bools; integral floats and digit
+strings for integers; market upper-cased; no sign check on price or volume; unknown stream types are REALTIME).
+`flows/tests/test_units.py` pins that agreement on the shapes that used to differ; moving both into libs/ would
 remove the duplication.
 """
 
@@ -18,36 +29,91 @@ from typing import Any
 
 SIMPLE = {"type": "ty", "code": "cd", "trade_price": "tp", "trade_volume": "tv", "ask_bid": "ab",
           "prev_closing_price": "pcp", "change": "c", "change_price": "cp", "trade_timestamp": "ttms",
-          "sequential_id": "sid", "stream_type": "st"}
+          "timestamp": "tms", "sequential_id": "sid", "stream_type": "st"}
+SIDES = frozenset({"ASK", "BID"})
+STREAM_TYPES = frozenset({"SNAPSHOT", "REALTIME"})
 
 
-def _get(m: dict[str, Any], name: str) -> Any:
-    return m[name] if name in m else m.get(SIMPLE[name])
+def _num(v: Any, name: str) -> float:
+    if type(v) is float or type(v) is int:
+        return float(v)
+    if isinstance(v, str):  # numbers written as strings ("1.5243E8")
+        try:
+            return float(v)
+        except ValueError:
+            pass
+    raise ValueError(f"bad_field: {name}={v!r}")
 
 
-def _opt_float(v: Any) -> float | None:
+def _opt_num(v: Any) -> float | None:
     try:
-        return None if v is None else float(v)
-    except (TypeError, ValueError):
+        return _num(v, "")
+    except ValueError:
         return None
+
+
+def _int(v: Any, name: str) -> int:
+    if type(v) is int:
+        return v
+    if type(v) is float and v.is_integer():
+        return int(v)
+    if isinstance(v, str) and v.isdigit():
+        return int(v)
+    raise ValueError(f"bad_field: {name}={v!r}")
+
+
+def _market(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError(f"bad_field: code={v!r}")
+    return v.upper()
 
 
 def parse_trade(m: dict[str, Any], received_at_ms: int) -> dict[str, Any] | None:
-    if _get(m, "type") != "trade":
+    """One WebSocket message → a trade record, None if it is not a trade; ValueError if it is a bad one."""
+    simple = m.get("type") is None
+
+    def g(name: str) -> Any:
+        return m.get(SIMPLE[name] if simple else name)
+
+    if g("type") != "trade":
         return None
-    market, sid, ts = _get(m, "code"), _get(m, "sequential_id"), _get(m, "trade_timestamp")
-    price, volume, side = _get(m, "trade_price"), _get(m, "trade_volume"), _get(m, "ask_bid")
-    if not isinstance(market, str) or side not in ("ASK", "BID"):
-        raise ValueError("bad market or ask_bid")
-    rec = {"market": market, "sequential_id": int(sid), "trade_timestamp": int(ts), "price": float(price),
-           "volume": float(volume), "ask_bid": side, "prev_closing_price": _opt_float(_get(m, "prev_closing_price")),
-           "change": _get(m, "change") if isinstance(_get(m, "change"), str) else None,
-           "change_price": _opt_float(_get(m, "change_price")),
-           "stream_type": str(_get(m, "stream_type") or "REALTIME"), "backfilled": True,
-           "received_at": int(received_at_ms)}
-    if rec["price"] <= 0 or rec["volume"] < 0:
-        raise ValueError("non-positive price or negative volume")
-    return rec
+    market = _market(g("code"))
+    sid, ts = g("sequential_id"), g("trade_timestamp")
+    if sid is None:
+        raise ValueError("missing_field: sequential_id")
+    if ts is None:
+        ts = g("timestamp")
+        if ts is None:
+            raise ValueError("missing_field: trade_timestamp")
+    side = g("ask_bid")
+    if side not in SIDES:
+        raise ValueError(f"bad_field: ask_bid={side!r}")
+    st = g("stream_type")
+    return {"market": market, "sequential_id": _int(sid, "sequential_id"), "trade_timestamp": _int(ts, "trade_timestamp"),
+            "price": _num(g("trade_price"), "trade_price"), "volume": _num(g("trade_volume"), "trade_volume"),
+            "ask_bid": side, "prev_closing_price": _opt_num(g("prev_closing_price")),
+            "change": g("change") if isinstance(g("change"), str) else None,
+            "change_price": _opt_num(g("change_price")), "stream_type": st if st in STREAM_TYPES else "REALTIME",
+            "backfilled": False, "received_at": int(received_at_ms)}
+
+
+def parse_rest_trade(t: Any, received_at_ms: int) -> dict[str, Any]:
+    """One element of a `/v1/trades/ticks` reply → a trade record (as the ingester's gap backfill makes it)."""
+    if not isinstance(t, dict):
+        raise ValueError(f"not_an_object: {type(t).__name__}")
+    market = _market(t.get("market"))
+    side = t.get("ask_bid")
+    if side not in SIDES:
+        raise ValueError(f"bad_field: ask_bid={side!r}")
+    if t.get("sequential_id") is None or t.get("timestamp") is None:
+        raise ValueError("missing_field: sequential_id/timestamp")
+    return {"market": market, "sequential_id": _int(t.get("sequential_id"), "sequential_id"),
+            "trade_timestamp": _int(t.get("timestamp"), "timestamp"),
+            "price": _num(t.get("trade_price"), "trade_price"), "volume": _num(t.get("trade_volume"), "trade_volume"),
+            "ask_bid": side, "prev_closing_price": _opt_num(t.get("prev_closing_price")),
+            "change": t.get("change") if isinstance(t.get("change"), str) else None,
+            "change_price": _opt_num(t.get("change_price")), "stream_type": "BACKFILL", "backfilled": True,
+            "received_at": int(received_at_ms)}
 
 
 def trades_of_frame(raw: dict[str, Any], stats: Counter) -> list[dict[str, Any]]:
@@ -57,13 +123,21 @@ def trades_of_frame(raw: dict[str, Any], stats: Counter) -> list[dict[str, Any]]
     except (KeyError, TypeError, ValueError):
         stats["bad_json"] += 1
         return []
+    rest = raw.get("source") == "upbit.rest"
+    if rest and not isinstance(obj, list):
+        stats["bad_rest_reply"] += 1
+        return []
+    items = obj if isinstance(obj, list) else [obj]
+    if not items:
+        stats["empty_list"] += 1
+        return []
     out = []
-    for m in obj if isinstance(obj, list) else [obj]:
+    for m in items:
         if not isinstance(m, dict):
             stats["not_an_object"] += 1
             continue
         try:
-            rec = parse_trade(m, raw.get("received_at") or 0)
+            rec = parse_rest_trade(m, raw.get("received_at") or 0) if rest else parse_trade(m, raw.get("received_at") or 0)
         except (KeyError, TypeError, ValueError):
             stats["bad_trade"] += 1
             continue

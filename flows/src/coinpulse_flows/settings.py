@@ -1,4 +1,9 @@
-"""Settings of the flows (env prefix COINPULSE_, like every service)."""
+"""Settings of the flows (env prefix COINPULSE_, like every service).
+
+Every setting with a range is checked when the settings are made (each flow, the CLI, at start), and a wrong value
+fails with its name, its value and what it would do: `backup_keep=0` would delete every dump, a negative tiering age
+would tier today's partition, a key prefix with `..` would write outside the archive folder.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from pathlib import Path
 
 from coinpulse_common.paths import state_dir
 from coinpulse_common.settings import Settings
-from pydantic import Field
+from pydantic import Field, model_validator
 
 
 class FlowSettings(Settings):
@@ -43,7 +48,10 @@ class FlowSettings(Settings):
     alert_topic: str = Field("mention.alert", description="topic mention spikes are published to")
 
     backfill_topic: str = Field("upbit.raw", description="bronze topic backfill reads (raw_frame records)")
-    backfill_s3_prefix: str = Field("bronze/upbit.raw/", description="S3 bronze archive prefix backfill reads")
+    backfill_s3_prefix: str = Field("", description="key prefix in front of `bronze/` of the S3 bronze archive backfill "
+                                    "reads (the sink's namespace prefix, `<ns>/`; empty in production)")
+    backfill_s3_source: str = Field("upbit", description="source segment of the bronze keys backfill reads "
+                                    "(`bronze/<source>/dt=…/hour=…/`)")
     check_window_minutes: int = Field(180, description="look-back of the candle-gap check")
     check_grace_minutes: int = Field(3, description="newest minutes the candle-gap check ignores (not closed yet)")
     crawl_topic: str = Field("dc.post", description="topic whose newest record tells crawl freshness")
@@ -51,6 +59,13 @@ class FlowSettings(Settings):
     lag_groups: list[str] = Field([], description="consumer groups checked for lag; empty = every group")
     lag_max: int = Field(100_000, description="consumer lag (records) above which the check fails")
     tier_slack_days: int = Field(2, description="days a tier may run behind before the tier-size check fails")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> FlowSettings:
+        problems = bound_problems(self)
+        if problems:
+            raise ValueError("invalid flow settings: " + "; ".join(problems))
+        return self
 
     @property
     def archive_dir(self) -> Path:
@@ -62,6 +77,56 @@ class FlowSettings(Settings):
 
     def adbc_uri(self) -> str:
         return self.pg_dsn()
+
+
+def _prefix_problem(name: str, value: str) -> str | None:
+    if value.startswith("/") or "\\" in value or any(seg in (".", "..") for seg in value.split("/")):
+        return (f"{name}={value!r}: a key prefix must be relative, without `.`/`..` segments or backslashes "
+                "(keys become paths under the archive folder)")
+    if value and not value.endswith("/"):
+        return f"{name}={value!r}: a key prefix must end with `/` (it is a folder)"
+    return None
+
+
+def bound_problems(s: FlowSettings) -> list[str]:
+    """Every setting outside its range, with why the value is wrong."""
+    out = []
+
+    def need(ok: bool, text: str) -> None:
+        if not ok:
+            out.append(text)
+
+    need(s.tier_after_days >= 0, f"tier_after_days={s.tier_after_days}: must be 0 or more (a negative age would move "
+         "today's partition, still being written, to S3)")
+    need(s.archive_after_days >= s.tier_after_days, f"archive_after_days={s.archive_after_days}: must be at least "
+         f"tier_after_days={s.tier_after_days} (objects would leave S3 before PostgreSQL hands the day over)")
+    need(s.backup_keep >= 1, f"backup_keep={s.backup_keep}: must be at least 1 (retention would delete every dump, "
+         "the new one included)")
+    need(s.lock_timeout_s >= 1, f"lock_timeout_s={s.lock_timeout_s}: must be at least 1 (0 means wait for ever)")
+    need(s.export_batch_bytes >= 1 << 10, f"export_batch_bytes={s.export_batch_bytes}: must be at least 1024")
+    need(s.parquet_row_group_rows >= 1, f"parquet_row_group_rows={s.parquet_row_group_rows}: must be at least 1")
+    for name in ("mart_window_minutes", "link_window_minutes", "check_window_minutes", "crawl_max_age_minutes",
+                 "spike_min_mentions"):
+        v = getattr(s, name)
+        need(v >= 1, f"{name}={v}: must be at least 1 (an empty window)")
+    need(s.corr_window_rows >= 2, f"corr_window_rows={s.corr_window_rows}: must be at least 2 (a correlation needs "
+         "two rows)")
+    need(s.spike_baseline_minutes >= 2, f"spike_baseline_minutes={s.spike_baseline_minutes}: must be at least 2 (a "
+         "z-score needs a standard deviation)")
+    need(s.spike_z > 0, f"spike_z={s.spike_z}: must be above 0 (every minute would be a spike)")
+    need(bool(s.vwap_windows_minutes) and all(w >= 1 for w in s.vwap_windows_minutes),
+         f"vwap_windows_minutes={s.vwap_windows_minutes}: each window must be at least 1 minute")
+    need(0 <= s.check_grace_minutes < s.check_window_minutes, f"check_grace_minutes={s.check_grace_minutes}: must be "
+         f"0 or more and below check_window_minutes={s.check_window_minutes} (the check would look at nothing)")
+    need(s.lag_max >= 0, f"lag_max={s.lag_max}: must be 0 or more")
+    need(s.tier_slack_days >= 0, f"tier_slack_days={s.tier_slack_days}: must be 0 or more")
+    for name in ("tier_prefix", "backup_prefix", "backfill_s3_prefix"):
+        problem = _prefix_problem(name, getattr(s, name))
+        if problem:
+            out.append(problem)
+    for p in s.archive_skip_prefixes:
+        need(bool(p), "archive_skip_prefixes: an empty prefix would keep every object in S3 for ever")
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,260 @@
+"""Backfill without a stack: the S3 reader reads what the sink's own writer produces, proves coverage (a lost object
+or hour is named, a dead letter at an object's edge is not a gap) and refuses before any table is touched; the
+bronze trade parser accepts what the live ingester accepts; settings bounds; archive keys stay in the archive."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections import Counter
+
+import pytest
+from coinpulse_common import bronze as common_bronze
+from coinpulse_flows import backfill, storage, tiering
+from coinpulse_flows.bronze import trades_of_frame
+from coinpulse_flows.settings import FlowSettings
+from coinpulse_sink import bronze as sink_bronze
+
+pytestmark = pytest.mark.unit
+
+T0 = dt.datetime(2025, 11, 23, 10, 0, tzinfo=dt.UTC)
+T0_MS = int(T0.timestamp() * 1000)
+TOPIC = "upbit.raw"
+
+
+class FakeS3:
+    """The few boto3 calls the reader and the writer make, over a dict."""
+
+    def __init__(self):
+        self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
+
+    def put_object(self, Bucket, Key, Body, Metadata=None, **_):  # noqa: N803 - boto3's names
+        self.objects[Key] = (bytes(Body), dict(Metadata or {}))
+
+    def get_object(self, Bucket, Key):  # noqa: N803
+        return {"Body": _Body(self.objects[Key][0])}
+
+    def head_object(self, Bucket, Key):  # noqa: N803
+        return {"Metadata": self.objects[Key][1], "ContentLength": len(self.objects[Key][0])}
+
+    def get_paginator(self, _name):
+        fake = self
+
+        class P:
+            def paginate(self, Bucket, Prefix=""):  # noqa: N803
+                keys = sorted(k for k in fake.objects if k.startswith(Prefix))
+                yield {"Contents": [{"Key": k, "Size": len(fake.objects[k][0]), "LastModified": T0} for k in keys]}
+        return P()
+
+
+class _Body(io.BytesIO):
+    def iter_lines(self):
+        yield from (line.rstrip(b"\n") for line in self.getvalue().splitlines())
+
+
+def _frame(seq: int, recv_ms: int, trade_ms: int, price: float = 100.0) -> dict:
+    """A raw_frame record as the Avro decoder hands it to the sink (received_at a datetime)."""
+    payload = {"type": "trade", "code": "KRW-BTC", "trade_price": price, "trade_volume": 1.0, "ask_bid": "BID",
+               "trade_timestamp": trade_ms, "sequential_id": seq, "stream_type": "REALTIME"}
+    return {"source": "upbit.ws", "connection_id": "c1", "seq": seq,
+            "received_at": dt.datetime.fromtimestamp(recv_ms / 1000, dt.UTC), "payload": json.dumps(payload),
+            "market": "KRW-BTC", "url": None}
+
+
+def _write_with_the_sink(s3: FakeS3, records: list[tuple[int, dict | None]], max_records: int = 4,
+                         prefix: str = "") -> None:
+    """Objects exactly as the bronze sink makes them: its Batcher, its json_line, its key and metadata."""
+    b = sink_bronze.Batcher(max_records, 1 << 20, 3600)
+    ready = []
+    for off, value in records:
+        if value is None:  # a record the sink dead-lettered
+            b.skip(TOPIC, 0, off)
+            continue
+        ms = sink_bronze.event_ms(value, None)
+        ready += b.add(TOPIC, 0, off, sink_bronze.source_of(TOPIC), ms,
+                       sink_bronze.json_line(TOPIC, 0, off, ms, b"KRW-BTC", value), 0.0)
+    for batch in ready + b.flush_all():
+        s3.put_object(Bucket="b", Key=batch.key(prefix), Body=batch.body(), Metadata=getattr(batch, "metadata", dict)())
+
+
+@pytest.fixture
+def s3(monkeypatch) -> FakeS3:
+    fake = FakeS3()
+    monkeypatch.setattr(storage.s3, "client", lambda *_a, **_k: fake)
+    return fake
+
+
+def _settings(**kw) -> FlowSettings:
+    return FlowSettings(backfill_topic=TOPIC, **kw)
+
+
+def _records(n: int, step_ms: int = 60_000) -> list[tuple[int, dict]]:
+    """Frames received every `step_ms` from T0 - 2 min, each with one trade received 500 ms after it happened."""
+    return [(i, _frame(i, T0_MS - 120_000 + i * step_ms + 500, T0_MS - 120_000 + i * step_ms)) for i in range(n)]
+
+
+def test_s3_reader_reads_every_record_the_sink_wrote_and_finds_it_complete(s3):
+    _write_with_the_sink(s3, _records(200, step_ms=30_000))  # 100 minutes: hours 09, 10 and 11
+    assert {k.split("/")[3] for k in s3.objects} == {"hour=09", "hour=10", "hour=11"}
+    src = backfill.S3Bronze(_settings(), T0, T0 + dt.timedelta(minutes=60))
+    got = list(src.frames())
+    assert src.missing == [], src.detail
+    assert [f["seq"] for f in got] == list(range(4, 124))  # hours 10 and 11 (the window's), in offset order
+    assert got[0]["received_at"] == T0_MS - 120_000 + 4 * 30_000 + 500  # the line's value, as the sink encoded it
+
+
+def test_a_deleted_object_is_named_by_its_hour(s3):
+    _write_with_the_sink(s3, _records(200, step_ms=30_000))
+    victim = sorted(k for k in s3.objects if "hour=10" in k)[3]
+    del s3.objects[victim]
+    src = backfill.S3Bronze(_settings(), T0, T0 + dt.timedelta(minutes=30))
+    list(src.frames())
+    assert src.missing == ["2025-11-23T10"] and "offsets" in src.detail[0]
+
+
+def test_an_hour_without_objects_is_named(s3):
+    _write_with_the_sink(s3, _records(200, step_ms=30_000))
+    for k in [k for k in s3.objects if "hour=11" in k]:
+        del s3.objects[k]
+    src = backfill.S3Bronze(_settings(), T0, T0 + dt.timedelta(minutes=90))
+    list(src.frames())
+    assert src.missing == ["2025-11-23T11"]
+
+
+def test_a_dead_letter_at_an_objects_edge_is_not_a_gap(s3):
+    recs: list[tuple[int, dict | None]] = list(_records(12, step_ms=10_000))
+    recs[3] = (3, None)  # dead-lettered right after an object closed: no object was open
+    recs[5] = (5, None)  # dead-lettered inside an open object, at its end
+    _write_with_the_sink(s3, recs, max_records=3)
+    src = backfill.S3Bronze(_settings(), T0 - dt.timedelta(minutes=2), T0)
+    got = list(src.frames())
+    assert src.missing == [], src.detail
+    assert [f["seq"] for f in got] == [0, 1, 2, 4, 6, 7, 8, 9, 10, 11]
+
+
+def test_rebuild_refuses_before_touching_any_table(s3, monkeypatch):
+    _write_with_the_sink(s3, _records(200, step_ms=30_000))
+    del s3.objects[sorted(k for k in s3.objects if "hour=10" in k)[5]]
+
+    def never(*_a, **_k):
+        raise AssertionError("the tables were touched")
+    monkeypatch.setattr(backfill, "_write", never)
+    with pytest.raises(backfill.IncompleteSource) as e:
+        backfill.rebuild(_settings(), T0, T0 + dt.timedelta(minutes=30), "s3")
+    assert e.value.missing == ["2025-11-23T10"] and "2025-11-23T10" in str(e.value)
+    assert "nothing was changed" in str(e.value)
+
+
+def test_rebuild_of_a_range_not_yet_over_is_refused(monkeypatch):
+    monkeypatch.setattr(backfill, "_write", lambda *_a, **_k: pytest.fail("the tables were touched"))
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    with pytest.raises(backfill.IncompleteSource):
+        backfill.rebuild(_settings(), now - dt.timedelta(minutes=1), now, "s3")
+
+
+def test_rebuild_uses_every_trade_of_the_sinks_objects(s3, monkeypatch):
+    _write_with_the_sink(s3, _records(40, step_ms=15_000))  # trades from T0 - 2 min to T0 + 7.75 min
+    seen = {}
+
+    def write(_s, start, end, trades, dry_run=False):
+        seen["trades"] = trades
+        return len(trades), 0, {}
+    monkeypatch.setattr(backfill, "_write", write)
+    r = backfill.rebuild(_settings(), T0, T0 + dt.timedelta(minutes=5), "s3")
+    assert r.trades == 20 and sorted(t["sequential_id"] for t in seen["trades"]) == list(range(8, 28))
+    assert all(t["backfilled"] is False and t["stream_type"] == "REALTIME" for t in seen["trades"])
+
+
+# --- the parser agrees with the live one -----------------------------------------------------------------------
+_SHAPES = [
+    {"type": "trade", "code": "KRW-BTC", "trade_price": 0, "trade_volume": 1, "ask_bid": "BID",
+     "trade_timestamp": 1, "sequential_id": 1},  # a zero price: live accepts it
+    {"type": "trade", "code": "krw-btc", "trade_price": "1.5E3", "trade_volume": "2", "ask_bid": "ASK",
+     "timestamp": 1_700_000_000_000, "sequential_id": "17", "stream_type": "WHATEVER"},  # fallbacks
+    {"ty": "trade", "cd": "KRW-ETH", "tp": 5.0, "tv": 0.0, "ab": "BID", "tms": 9, "sid": 3.0, "st": "SNAPSHOT"},
+    {"type": "trade", "code": "KRW-BTC", "trade_price": True, "trade_volume": 1, "ask_bid": "BID",
+     "trade_timestamp": 1, "sequential_id": 1},  # a bool is no number
+    {"type": "trade", "code": "KRW-BTC", "trade_price": 1, "trade_volume": 1, "ask_bid": "BID",
+     "trade_timestamp": 1, "sequential_id": 1.5},  # nor is a fractional id
+    {"type": "trade", "code": "KRW-BTC", "trade_price": 1, "trade_volume": -1, "ask_bid": "BID",
+     "trade_timestamp": 1, "sequential_id": 2, "change": "RISE", "prev_closing_price": "x"},
+    {"type": "trade", "cd": "KRW-BTC", "tp": 1, "tv": 1, "ab": "BID", "ttms": 1, "sid": 1},  # mixed: no code
+]
+
+
+@pytest.mark.parametrize("shape", range(len(_SHAPES)))
+def test_bronze_parser_accepts_what_the_live_parser_accepts(shape):
+    from coinpulse_ingest_upbit import protocol
+
+    m = _SHAPES[shape]
+    try:
+        live = protocol.parse_message(m, 123).record
+    except protocol.FrameError:
+        live = None
+    stats: Counter = Counter()
+    ours = trades_of_frame({"source": "upbit.ws", "payload": json.dumps(m), "received_at": 123}, stats)
+    assert (ours[0] if ours else None) == live, (ours, live, stats)
+
+
+def test_rest_pages_in_bronze_give_the_trades_the_ingesters_gap_backfill_made():
+    from coinpulse_ingest_upbit import protocol
+
+    rows = [{"market": "KRW-BTC", "trade_date_utc": "2025-11-23", "trade_time_utc": "10:00:00",
+             "timestamp": T0_MS + i, "trade_price": 10.0 + i, "trade_volume": 0.1, "prev_closing_price": 9.0,
+             "change_price": 1.0, "change": "RISE", "ask_bid": "ASK", "sequential_id": 50 + i} for i in range(3)]
+    raw = {"source": "upbit.rest", "payload": json.dumps(rows), "received_at": T0_MS + 5000}
+    assert trades_of_frame(raw, Counter()) == [protocol.parse_rest_trade(r, T0_MS + 5000) for r in rows]
+
+
+# --- settings bounds and archive keys --------------------------------------------------------------------------
+@pytest.mark.parametrize(("kw", "words"), [
+    ({"backup_keep": 0}, ("backup_keep=0", "delete every dump")),
+    ({"tier_after_days": -1}, ("tier_after_days=-1", "today")),
+    ({"archive_after_days": 3}, ("archive_after_days=3", "tier_after_days=14")),
+    ({"lock_timeout_s": 0}, ("lock_timeout_s=0", "for ever")),
+    ({"spike_z": 0}, ("spike_z=0", "spike")),
+    ({"tier_prefix": "../elsewhere/"}, ("tier_prefix='../elsewhere/'", "archive folder")),
+    ({"tier_prefix": "/abs/"}, ("tier_prefix='/abs/'", "relative")),
+    ({"check_grace_minutes": 500}, ("check_grace_minutes=500", "check_window_minutes=180")),
+])
+def test_a_setting_out_of_range_is_refused_with_its_name_and_why(kw, words):
+    with pytest.raises(ValueError) as e:
+        FlowSettings(**kw)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_defaults_are_in_range():
+    FlowSettings()
+
+
+@pytest.mark.parametrize("key", ["../outside/part-0.parquet", "/etc/part-0.parquet", "a/../../part-0.parquet",
+                                 "a//b.parquet", "a\\..\\b.parquet"])
+def test_an_archive_key_never_writes_outside_the_archive_folder(tmp_path, key):
+    archive = tmp_path / "archive"
+    s = FlowSettings(archive_dir_override=str(archive))
+
+    class Store:
+        def head(self, k):
+            return {"ContentLength": 3, "Metadata": {}, "ETag": ""}
+
+        def download(self, k, path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"abc")
+
+        def delete(self, k):
+            pytest.fail("deleted from S3")
+
+    with pytest.raises(ValueError, match="archive folder|safe relative path"):
+        tiering.archive_object(s, Store(), key)
+    assert not any(p.is_file() for p in tmp_path.rglob("*") if archive not in p.parents)
+
+
+def test_the_bronze_layout_is_the_one_definition_both_sides_use():
+    assert sink_bronze.object_key is common_bronze.object_key and sink_bronze.json_line is common_bronze.json_line
+    k = common_bronze.parse_key(common_bronze.object_key("t1/", "upbit", "2025-11-23", 7, "t1.upbit.raw", 2, 1234))
+    assert (k.prefix, k.source, k.day, k.hour, k.topic, k.partition, k.start_offset) == (
+        "t1/", "upbit", "2025-11-23", 7, "t1.upbit.raw", 2, 1234)
+    line = common_bronze.read_line(common_bronze.json_line("x", 1, 9, 5, None, {"a": 1}))
+    assert (line.topic, line.partition, line.offset, line.value) == ("x", 1, 9, {"a": 1})
