@@ -265,7 +265,7 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
                                   "--markets", MARKETS, "--duration", str(FEED_S), "--wait-clients",
                                   "--disconnect-every", "15", "--duplicate-rate", "0.03", "--reorder-window", "3",
                                   "--malformed-rate", "0.02"])
-        wait_for(lambda: get(up_url + "/sim/stats") and get(dc_url + "/sim/state"), 30, "the simulators")
+        wait_for(lambda: get(up_url + "/sim/stats") and get(dc_url + "/sim/state"), 120, "the simulators")
         # the sink creates the tables and applies the connectors before anything is produced into them
         wait_for(lambda: pg_rows(env, "SELECT count(*) FROM gold.candles"), 120,
                  "the sink's migrations: " + procs.tail("sink"))
@@ -371,14 +371,14 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
         assert dlq_count(env, "dlq.connect") == 0, connect_dead_letters(env)
         # every malformed frame the simulator sent is a dead letter of the ingester
         malformed = get(up_url + "/sim/stats")["malformed_sent"]
-        wait_for(lambda: dlq_count(env, "dlq.ingest-upbit") >= malformed, 30,
+        wait_for(lambda: dlq_count(env, "dlq.ingest-upbit") >= malformed, 120,
                  f"{malformed} dead letters in dlq.ingest-upbit")
         assert dlq_count(env, "dlq.ingest-upbit") == malformed
         # every malformed page the site served is a committed dead letter of the crawler
         served = get(dc_url + "/sim/state")["requests"]
         bad_pages = served.get("malformed_view", 0) + served.get("malformed_comment", 0)
         assert served.get("malformed_view", 0) >= 1
-        wait_for(lambda: committed_count(env, "dlq.crawl-dc") >= bad_pages, 30,
+        wait_for(lambda: committed_count(env, "dlq.crawl-dc") >= bad_pages, 120,
                  f"{bad_pages} dead letters in dlq.crawl-dc")
         assert committed_count(env, "dlq.crawl-dc") == bad_pages
         print(f"fault e2e: {len(unique)} trades, {len(want)} candles, {len(want_mentions)} mention buckets, "

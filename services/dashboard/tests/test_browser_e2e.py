@@ -95,14 +95,14 @@ async def test_dashboard_in_chromium(stack, sample_day, dashboard, chromium):
         assert vol_rows == 10
 
         # hostile community text is shown as text, never run
-        await page.until("document.querySelectorAll('#posts li').length > 5", 10, "posts")
+        await page.until("document.querySelectorAll('#posts li').length > 5", 60, "posts")
         first_title = await page.js("document.querySelector('#posts li .pt').textContent")
         assert first_title == sample.XSS_TITLE
         assert await page.js("document.querySelectorAll('#posts script, #posts img').length") == 0
         assert await page.js("window.__pwned === undefined")
 
         # pipeline health is rendered (Connect and Prefect are up in the stack)
-        await page.until("document.querySelectorAll('#health .hbox').length === 5", 15, "the health panel")
+        await page.until("document.querySelectorAll('#health .hbox').length === 5", 60, "the health panel")
         health_text = await page.js("document.getElementById('health').textContent")
         assert "Connectors" in health_text and "Flow runs" in health_text and "unreachable" not in health_text
 
@@ -118,8 +118,8 @@ async def test_dashboard_in_chromium(stack, sample_day, dashboard, chromium):
                  7, 0.5, 0.5, b, b, 0))
             own.execute(f'INSERT INTO "{sample_day.schema}".mentions_1m VALUES (%s, %s, 42, 5, 3, 9, 1, 0.8, 0, now())',
                         ("KRW-BTC", b))
-        await page.until(f"window.coinpulse.bars.at(-1).time === {int(b.timestamp())}", 20, "the live candle")
-        await page.until(f"(window.coinpulse.mentions.get({int(b.timestamp())}) || {{}}).mentions === 42", 10,
+        await page.until(f"window.coinpulse.bars.at(-1).time === {int(b.timestamp())}", 60, "the live candle")
+        await page.until(f"(window.coinpulse.mentions.get({int(b.timestamp())}) || {{}}).mentions === 42", 60,
                          "the live mention")
         assert await page.js("window.__marker") == marker  # same document: no reload
         assert await page.js("window.coinpulse.bars.length") == n_1m + 1

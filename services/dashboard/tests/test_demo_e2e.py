@@ -86,7 +86,7 @@ async def test_demo_reaches_postgres_and_the_dashboard_shows_it(stack, demo):
                                    ".map(r => r.dataset.market); return r.length > 0 && r; })()", 20,
                                    "the top-10 table")
             assert set(top) <= markets and len(top) == min(10, len(in_pg))
-            await page.until("document.querySelectorAll('#health .hbox').length >= 4", 20, "the health panel")
+            await page.until("document.querySelectorAll('#health .hbox').length >= 4", 60, "the health panel")
             shot = await page.send("Page.captureScreenshot", format="png")
     out = state_dir() / "screenshots" / "demo.png"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,7 @@ def test_topics_flow_into_postgres_once_per_key_and_bronze_into_s3(namespace):
         assert all(x["value"]["payload"].startswith('{"type": "trade"') for x in lines)
         page = json.loads(s3.get_object(Bucket=ns.settings.s3_bucket, Key=want[0])["Body"].read())
         assert page["value"]["body"] == "<html>\u00a0코인</html>" and page["value"]["fetched_at"] == t
-        wait_for(lambda: q("SELECT count(*) FROM {bronze}.s3_objects")[0][0] == 3, 30, "ledger rows")
+        wait_for(lambda: q("SELECT count(*) FROM {bronze}.s3_objects")[0][0] == 3, 120, "ledger rows")
 
         # poison records: the garbage trade is in the Connect DLQ with its reason, the garbage frame in dlq.sink
         c = consumer(f"{ns.ns}-dlq-check", ns.settings)
@@ -170,7 +170,7 @@ def test_topics_flow_into_postgres_once_per_key_and_bronze_into_s3(namespace):
 
         # health and metrics
         port = svc.s.sink_metrics_port
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200, 30,
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200, 120,
                  lambda: httpx.get(f"http://127.0.0.1:{port}/health").text)
         h = httpx.get(f"http://127.0.0.1:{port}/health").json()
         assert set(h["connect"]["connectors"]) == {f"{ns.ns}-coinpulse-{x}" for x in (

@@ -94,7 +94,7 @@ def test_rows_keep_arriving_while_the_registry_is_down(namespace):
         while time.monotonic() - down_since < 45:  # the outage: one revision after another lands meanwhile
             revision += 1
             send_revision(revision)
-            wait_for(lambda r=revision: landed(r), 30,
+            wait_for(lambda r=revision: landed(r), 120,
                      lambda r=revision: f"revision {r} in PostgreSQL {time.monotonic() - down_since:.0f} s into the "
                                         f"registry outage; dead letters: {_dead_letters(ns)}")
         assert revision >= 3
