@@ -134,7 +134,10 @@ def test_unique_trades_equal_simulator_history_across_faults_and_restart(stack, 
         if got is None:
             got = read_topic(stack, topics["trade"])
             have = {(r["market"], r["sequential_id"]) for r in got}
-            pytest.fail(f"missing {len(want - have)} extra {len(have - want)}; "
+            by_sid = {(t["market"], t["sequential_id"]): t for t in history}
+            missing = sorted((by_sid[k]["trade_timestamp"], k) for k in want - have)
+            pytest.fail(f"missing {len(want - have)} extra {len(have - want)}: {missing[:10]} (last trade at "
+                        f"{max(t['trade_timestamp'] for t in history)}); ingest1.log and ingest2.log in {tmp_path}; "
                         + (tmp_path / "ingest2.log").read_text()[-3000:])
         counts = Counter((r["market"], r["sequential_id"]) for r in got)
         assert max(counts.values()) == 1, f"doubled: {[k for k, v in counts.items() if v > 1][:10]}"
