@@ -16,11 +16,15 @@ orderbook: type ty, code cd, total_ask_size tas, total_bid_size tbs, orderbook_u
 status:    {"status": "UP"}
 error:     {"error": {"name": "WRONG_FORMAT", "message": "..."}}
 
-Identity fields (market, sequential_id, trade time, price, volume, side) are required; everything else is optional.
+Identity fields (market, sequential_id, trade time, price, volume, side) are required; everything else a record
+reads is optional (absent or null). A field that is present but mistyped (a string where a number belongs, a
+number where a string belongs, a list, a dict, a boolean, an integer beyond int64, a non-finite number, "²")
+raises FrameError `bad_field: <name>=...`, whichever field it is: the frame becomes a dead letter.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,57 +83,79 @@ def loads(data: bytes | str) -> Any:
         raise FrameError(f"invalid_json: {e}") from None
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_isfinite = math.isfinite
+
+
+def _bad(name: str, v: Any, market: str | None) -> FrameError:
+    return FrameError(f"bad_field: {name}={repr(v)[:80]}", market)
+
+
 def _num(v: Any, name: str, market: str | None) -> float:
-    if type(v) is float or type(v) is int:
-        return float(v)
-    if isinstance(v, str):  # defensive: numbers written as strings ("1.5243E8")
-        try:
+    t = type(v)
+    if t is float:
+        if _isfinite(v):
+            return v
+    elif t is int:
+        if INT64_MIN <= v <= INT64_MAX:
             return float(v)
+    elif t is str:  # defensive: numbers written as strings ("1.5243E8")
+        try:
+            f = float(v)
         except ValueError:
             pass
-    raise FrameError(f"bad_field: {name}={v!r}", market)
+        else:
+            if _isfinite(f) and v.isascii():
+                return f
+    raise _bad(name, v, market)
 
 
-def _opt_num(v: Any) -> float | None:
-    if type(v) is float or type(v) is int:
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return None
-    return None
+def _opt_num(v: Any, name: str, market: str | None) -> float | None:
+    return None if v is None else _num(v, name, market)
 
 
 def _int(v: Any, name: str, market: str | None) -> int:
-    if type(v) is int:
+    t = type(v)
+    if t is int:
+        if INT64_MIN <= v <= INT64_MAX:
+            return v
+    elif t is float:
+        if v.is_integer() and INT64_MIN <= v <= INT64_MAX:
+            return int(v)
+    elif t is str and v.isascii() and v.isdigit():  # "²" and other non-ASCII digits pass isdigit, fail int()
+        i = int(v)
+        if i <= INT64_MAX:
+            return i
+    raise _bad(name, v, market)
+
+
+def _opt_int(v: Any, name: str, market: str | None) -> int | None:
+    return None if v is None else _int(v, name, market)
+
+
+def _opt_str(v: Any, name: str, market: str | None) -> str | None:
+    if v is None or type(v) is str:
         return v
-    if type(v) is float and v.is_integer():
-        return int(v)
-    if isinstance(v, str) and v.isdigit():
-        return int(v)
-    raise FrameError(f"bad_field: {name}={v!r}", market)
+    raise _bad(name, v, market)
 
 
-def _opt_int(v: Any) -> int | None:
-    if type(v) is int:
-        return v
-    if type(v) is float and v.is_integer():
-        return int(v)
-    return None
-
-
-def _opt_str(v: Any) -> str | None:
-    return v if isinstance(v, str) else None
-
-
-def _stream_type(v: Any) -> str:
+def _stream_type(v: Any, market: str | None) -> str:
+    if v is None:
+        return "REALTIME"
+    if type(v) is not str:
+        raise _bad("stream_type", v, market)
     return v if v in STREAM_TYPES else "REALTIME"
 
 
+def _side(v: Any, market: str | None) -> str:
+    if type(v) is str and v in SIDES:
+        return v
+    raise _bad("ask_bid", v, market)
+
+
 def _market(v: Any) -> str:
-    if not isinstance(v, str) or not v:
-        raise FrameError(f"bad_field: code={v!r}")
+    if type(v) is not str or not v:
+        raise _bad("code", v, None)
     return v.upper()
 
 
@@ -145,23 +171,23 @@ def parse_trade(m: dict[str, Any], received_at_ms: int, simple: bool) -> Parsed:
     market = _market(cd)
     if sid is None:
         raise FrameError("missing_field: sequential_id", market)
+    if tms is not None:
+        tms = _int(tms, "timestamp", market)
     if ttms is None:
         ttms = tms  # 1-second-resolution era streams carried both; fall back to the message time
         if ttms is None:
             raise FrameError("missing_field: trade_timestamp", market)
-    if ab not in SIDES:
-        raise FrameError(f"bad_field: ask_bid={ab!r}", market)
     rec = {
         "market": market,
         "sequential_id": _int(sid, "sequential_id", market),
         "trade_timestamp": _int(ttms, "trade_timestamp", market),
         "price": _num(tp, "trade_price", market),
         "volume": _num(tv, "trade_volume", market),
-        "ask_bid": ab,
-        "prev_closing_price": _opt_num(pcp),
-        "change": _opt_str(c),
-        "change_price": _opt_num(cp),
-        "stream_type": _stream_type(st),
+        "ask_bid": _side(ab, market),
+        "prev_closing_price": _opt_num(pcp, "prev_closing_price", market),
+        "change": _opt_str(c, "change", market),
+        "change_price": _opt_num(cp, "change_price", market),
+        "stream_type": _stream_type(st, market),
         "backfilled": False,
         "received_at": received_at_ms,
     }
@@ -177,26 +203,26 @@ def parse_ticker(m: dict[str, Any], received_at_ms: int, simple: bool) -> Parsed
     else:
         k = g
     market = _market(k("code"))
-    ts = k("timestamp")
+    ts, tts = k("timestamp"), _opt_int(k("trade_timestamp"), "trade_timestamp", market)
     if ts is None:
-        ts = k("trade_timestamp")
+        ts = tts
         if ts is None:
             raise FrameError("missing_field: timestamp", market)
     rec = {
         "market": market,
         "timestamp": _int(ts, "timestamp", market),
         "trade_price": _num(k("trade_price"), "trade_price", market),
-        "opening_price": _opt_num(k("opening_price")),
-        "high_price": _opt_num(k("high_price")),
-        "low_price": _opt_num(k("low_price")),
-        "prev_closing_price": _opt_num(k("prev_closing_price")),
-        "change": _opt_str(k("change")),
-        "signed_change_rate": _opt_num(k("signed_change_rate")),
-        "trade_volume": _opt_num(k("trade_volume")),
-        "acc_trade_volume_24h": _opt_num(k("acc_trade_volume_24h")),
-        "acc_trade_price_24h": _opt_num(k("acc_trade_price_24h")),
-        "trade_timestamp": _opt_int(k("trade_timestamp")),
-        "stream_type": _stream_type(k("stream_type")),
+        "opening_price": _opt_num(k("opening_price"), "opening_price", market),
+        "high_price": _opt_num(k("high_price"), "high_price", market),
+        "low_price": _opt_num(k("low_price"), "low_price", market),
+        "prev_closing_price": _opt_num(k("prev_closing_price"), "prev_closing_price", market),
+        "change": _opt_str(k("change"), "change", market),
+        "signed_change_rate": _opt_num(k("signed_change_rate"), "signed_change_rate", market),
+        "trade_volume": _opt_num(k("trade_volume"), "trade_volume", market),
+        "acc_trade_volume_24h": _opt_num(k("acc_trade_volume_24h"), "acc_trade_volume_24h", market),
+        "acc_trade_price_24h": _opt_num(k("acc_trade_price_24h"), "acc_trade_price_24h", market),
+        "trade_timestamp": tts,
+        "stream_type": _stream_type(k("stream_type"), market),
         "received_at": received_at_ms,
     }
     return Parsed(TICKER, market, rec)
@@ -238,8 +264,8 @@ def parse_orderbook(m: dict[str, Any], received_at_ms: int, simple: bool) -> Par
         "total_bid_size": _num(tbs, "total_bid_size", market) if tbs is not None
         else sum(u["bid_size"] for u in units),
         "units": units,
-        "level": _opt_num(lv),
-        "stream_type": _stream_type(st),
+        "level": _opt_num(lv, "level", market),
+        "stream_type": _stream_type(st, market),
         "received_at": received_at_ms,
     }
     return Parsed(ORDERBOOK, market, rec)
@@ -256,6 +282,8 @@ def parse_message(m: Any, received_at_ms: int) -> Parsed:
     simple = ty is None
     if simple:
         ty = m.get("ty")
+    if type(ty) is not str and ty is not None:  # a list or dict is not even hashable
+        raise _bad("ty" if simple else "type", ty, market_of(m))
     if ty is None:
         if "status" in m:
             return Parsed(STATUS, None, None, str(m["status"]))
@@ -297,16 +325,12 @@ def parse_rest_trade(t: Any, received_at_ms: int) -> dict[str, Any]:
     if not isinstance(t, dict):
         raise FrameError(f"not_an_object: {type(t).__name__}")
     market = _market(t.get("market"))
-    ab = t.get("ask_bid")
-    if ab not in SIDES:
-        raise FrameError(f"bad_field: ask_bid={ab!r}", market)
+    ab = _side(t.get("ask_bid"), market)
     if t.get("sequential_id") is None or t.get("timestamp") is None:
         raise FrameError("missing_field: sequential_id/timestamp", market)
-    cp = _opt_num(t.get("change_price"))
-    pcp = _opt_num(t.get("prev_closing_price"))
-    change = t.get("change")
-    if not isinstance(change, str):
-        change = None
+    cp = _opt_num(t.get("change_price"), "change_price", market)
+    pcp = _opt_num(t.get("prev_closing_price"), "prev_closing_price", market)
+    change = _opt_str(t.get("change"), "change", market)
     return {
         "market": market,
         "sequential_id": _int(t.get("sequential_id"), "sequential_id", market),

@@ -51,13 +51,17 @@ class UpbitIngest:
         self.dedupe = TradeDeduper(s.dedupe_capacity)
         self.sink = KafkaSink(None, self.stats, s.buffer_max,  # type: ignore[arg-type]
                               lag_topics=frozenset({s.trade_topic, s.ticker_topic, s.orderbook_topic}))
-        self.sink.producer = producer_ if producer_ is not None else producer(s, on_delivery=self.sink.on_delivery)
+        self.sink.producer = producer_ if producer_ is not None else producer(
+            s, on_delivery=self.sink.on_delivery, **{"message.timeout.ms": int(s.ingest_delivery_timeout_s * 1000)})
+        self.sink.on_failed = self._delivery_failed
+        self.max_future_ms = int(s.ingest_max_future_skew_s * 1000)
         reg = registry if registry is not None else registry_client(s.registry)
-        self.enc_trade = AvroEncoder(reg, s.trade_topic, "trade")
-        self.enc_ticker = AvroEncoder(reg, s.ticker_topic, "ticker")
-        self.enc_orderbook = AvroEncoder(reg, s.orderbook_topic, "orderbook")
-        self.enc_raw = AvroEncoder(reg, s.raw_topic, "raw_frame")
-        self.enc_dlq = AvroEncoder(reg, s.dlq_topic, "dead_letter")
+        w = s.ingest_schema_wait_s
+        self.enc_trade = AvroEncoder(reg, s.trade_topic, "trade", w)
+        self.enc_ticker = AvroEncoder(reg, s.ticker_topic, "ticker", w)
+        self.enc_orderbook = AvroEncoder(reg, s.orderbook_topic, "orderbook", w)
+        self.enc_raw = AvroEncoder(reg, s.raw_topic, "raw_frame", w)
+        self.enc_dlq = AvroEncoder(reg, s.dlq_topic, "dead_letter", w)
         self.markets: list[str] = s.market_list()
         self.stop_event = asyncio.Event()
         self._resubscribe = asyncio.Event()
@@ -85,23 +89,50 @@ class UpbitIngest:
         if self.stats.dlq <= 20 or self.stats.dlq % 1000 == 0:
             log.warning("dead_letter", reason=reason[:200], source=source, total=self.stats.dlq)
 
+    def _delivery_failed(self, msg: Any) -> None:
+        """A record Kafka refused for good: a trade is un-seen and its market backfilled, so it comes back."""
+        if msg.topic() != self.s.trade_topic:
+            return
+        try:
+            rec = self.enc_trade.decode(msg.value())
+        except Exception:  # noqa: BLE001 - not ours to read: nothing to un-see
+            return
+        self._unsee(rec["market"], rec["sequential_id"], _ms(rec["trade_timestamp"]))
+
+    def _unsee(self, market: str, sid: int, ts: int) -> None:
+        self.dedupe.forget(market, sid)
+        if market not in self._pending:
+            self._pending[market] = ts
+        elif self._pending[market] is not None:  # None already means "back as far as the initial window"
+            self._pending[market] = min(self._pending[market] or ts, ts)
+
+    def future_trade(self, rec: dict[str, Any], payload: bytes, source: str) -> bool:
+        """True (and dead-lettered) when the trade is stamped further ahead of the wall clock than allowed."""
+        ahead = rec["trade_timestamp"] - rec["received_at"]
+        if ahead <= self.max_future_ms:
+            return False
+        self.stats.future_trades += 1
+        self.dead_letter("future_timestamp", payload, source, rec["market"],
+                         {"sequential_id": str(rec["sequential_id"]), "ahead_ms": str(ahead)})
+        return True
+
     def emit_trade(self, rec: dict[str, Any]) -> bool:
         market, sid = rec["market"], rec["sequential_id"]
         if not self.dedupe.add(market, sid, rec["trade_timestamp"]):
             self.stats.duplicates += 1
             return False
-        if self.sink.send(self.s.trade_topic, self._key(market), self.enc_trade.encode(rec), rec["received_at"]):
+        try:
+            value = self.enc_trade.encode(rec)
+        except Exception:
+            self.dedupe.forget(market, sid)
+            raise
+        if self.sink.send(self.s.trade_topic, self._key(market), value, rec["received_at"]):
             self.stats.trades += 1
             if rec["backfilled"]:
                 self.stats.backfilled += 1
             return True
         # refused by a full buffer: un-see it and let a backfill bring it back
-        self.dedupe.forget(market, sid)
-        ts = rec["trade_timestamp"]
-        if market not in self._pending:
-            self._pending[market] = ts
-        elif self._pending[market] is not None:  # None already means "back as far as the initial window"
-            self._pending[market] = min(self._pending[market] or ts, ts)
+        self._unsee(market, sid, rec["trade_timestamp"])
         return False
 
     def on_frame(self, data: bytes | str, conn_id: str, seq: int) -> None:
@@ -132,26 +163,33 @@ class UpbitIngest:
             return
         for m in items:
             try:
-                p = P.parse_message(m, ms)
+                self._on_message(m, ms, raw, conn_id, seq)
             except P.FrameError as e:
                 self.dead_letter(e.reason, raw, f"upbit.ws/{conn_id}", e.market or market, {"seq": str(seq)})
-                continue
-            kind = p.kind
-            if kind == P.TRADE:
+            except Exception as e:  # noqa: BLE001 - a record that cannot be encoded is a dead letter, not a crash
+                self.dead_letter(f"unencodable: {type(e).__name__}: {e}", raw, f"upbit.ws/{conn_id}", market,
+                                 {"seq": str(seq)})
+
+    def _on_message(self, m: Any, ms: int, raw: bytes, conn_id: str, seq: int) -> None:
+        st = self.stats
+        p = P.parse_message(m, ms)
+        kind = p.kind
+        if kind == P.TRADE:
+            if not self.future_trade(p.record, raw, f"upbit.ws/{conn_id}"):  # type: ignore[arg-type]
                 self.emit_trade(p.record)  # type: ignore[arg-type]
-            elif kind == P.TICKER:
-                if self.sink.send(self.s.ticker_topic, self._key(p.market), self.enc_ticker.encode(p.record),
-                                  ms):
-                    st.tickers += 1
-            elif kind == P.ORDERBOOK:
-                if self.sink.send(self.s.orderbook_topic, self._key(p.market),
-                                  self.enc_orderbook.encode(p.record), ms):
-                    st.orderbooks += 1
-            elif kind == P.STATUS:
-                st.status_frames += 1
-            else:  # server error frame: our request was refused; keep it, count it, say so
-                st.error_frames += 1
-                self.dead_letter(f"server_error: {p.detail}", raw, f"upbit.ws/{conn_id}", None, {"seq": str(seq)})
+        elif kind == P.TICKER:
+            if self.sink.send(self.s.ticker_topic, self._key(p.market), self.enc_ticker.encode(p.record),
+                              ms):
+                st.tickers += 1
+        elif kind == P.ORDERBOOK:
+            if self.sink.send(self.s.orderbook_topic, self._key(p.market),
+                              self.enc_orderbook.encode(p.record), ms):
+                st.orderbooks += 1
+        elif kind == P.STATUS:
+            st.status_frames += 1
+        else:  # server error frame: our request was refused; keep it, count it, say so
+            st.error_frames += 1
+            self.dead_letter(f"server_error: {p.detail}", raw, f"upbit.ws/{conn_id}", None, {"seq": str(seq)})
 
     # --- Kafka -------------------------------------------------------------------------------------------------
     def seed_from_kafka(self, timeout_s: float = 60.0) -> int:
@@ -289,6 +327,8 @@ class UpbitIngest:
                     self.dead_letter(e.reason, orjson.dumps(row), url, market)
             plan.absorb(trades)
             for rec in trades:
+                if self.future_trade(rec, orjson.dumps(rec), url):
+                    continue
                 if self.emit_trade(rec):
                     found += 1
         if plan.truncated:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from coinpulse_common import topics
 from coinpulse_common.settings import Settings
-from pydantic import Field
+from pydantic import Field, field_validator
+
+MAX_DELIVERY_TIMEOUT_S = 2_147_483  # librdkafka's message.timeout.ms upper bound (int32 ms)
 
 
 class IngestSettings(Settings):
@@ -31,6 +33,32 @@ class IngestSettings(Settings):
     raw_topic: str = Field(topics.UPBIT_RAW, description="bronze frame topic")
     dlq_topic: str = Field(topics.dlq("ingest-upbit"), description="dead-letter topic")
     bronze: bool = Field(True, description="keep every frame in the bronze topic")
+    ingest_delivery_timeout_s: float = Field(
+        7 * 86400.0, description="how long the producer keeps retrying a record while Kafka is unreachable "
+        "(librdkafka message.timeout.ms); a record that still fails is sent again, never dropped"
+    )
+    ingest_max_future_skew_s: float = Field(
+        300.0, description="a trade stamped more than this far ahead of the wall clock is dead-lettered "
+        "(future_timestamp) instead of reaching the trade topic"
+    )
+    ingest_schema_wait_s: float = Field(
+        30.0, description="how long start-up waits for each output topic's schema to be registered before failing"
+    )
+
+    @field_validator("ingest_delivery_timeout_s")
+    @classmethod
+    def _delivery_timeout(cls, v: float) -> float:
+        if not 0 < v <= MAX_DELIVERY_TIMEOUT_S:
+            raise ValueError(f"COINPULSE_INGEST_DELIVERY_TIMEOUT_S must be > 0 and <= {MAX_DELIVERY_TIMEOUT_S} "
+                             f"seconds (librdkafka's message.timeout.ms is a 32-bit millisecond count); got {v}")
+        return v
+
+    @field_validator("ingest_max_future_skew_s", "ingest_schema_wait_s")
+    @classmethod
+    def _positive(cls, v: float, info) -> float:
+        if not v > 0:
+            raise ValueError(f"COINPULSE_{info.field_name.upper()} must be > 0 seconds; got {v}")
+        return v
 
     def market_list(self) -> list[str]:
         from coinpulse_ingest_upbit.markets import parse_market_list

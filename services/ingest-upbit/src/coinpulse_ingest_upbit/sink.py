@@ -3,12 +3,17 @@
 `produce()` into librdkafka is non-blocking; when its queue is full the record waits in a bounded deque that the
 pump task drains. When the deque is full too, the record is refused: counted, logged and reported to the caller
 (which un-sees a refused trade and schedules a backfill for its market, so the trade is not lost).
+
+A record whose delivery fails with a retriable error (the broker was unreachable for the whole
+message.timeout.ms, a transport error) is sent again; one that fails for good is handed to `on_failed` (the service
+un-sees the trade and schedules a backfill for its market). Nothing is dropped on a delivery report.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 
 from coinpulse_common.logging import get_logger
 from confluent_kafka import KafkaError, Message, Producer
@@ -16,6 +21,9 @@ from confluent_kafka import KafkaError, Message, Producer
 from coinpulse_ingest_upbit.stats import Stats
 
 log = get_logger("coinpulse.ingest_upbit.sink")
+_RESEND = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+                     KafkaError._ALL_BROKERS_DOWN, KafkaError.NOT_ENOUGH_REPLICAS,
+                     KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND, KafkaError.REQUEST_TIMED_OUT})
 
 
 class KafkaSink:
@@ -26,12 +34,22 @@ class KafkaSink:
         self.buffer_max = buffer_max
         self.pending: deque[tuple[str, bytes | None, bytes, int]] = deque()
         self.lag_topics = lag_topics
+        self.on_failed: Callable[[Message], None] | None = None
 
     def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         st = self.stats
         if err is not None:
             st.delivery_errors += 1
+            if err.retriable() or err.code() in _RESEND:
+                st.delivery_retries += 1  # re-sent by the next pump (never refused: it was accepted once)
+                self.pending.append((msg.topic(), msg.key(), msg.value(), msg.timestamp()[1]))
+                if st.delivery_retries == 1 or st.delivery_retries % 10_000 == 0:
+                    log.warning("delivery_failed_resending", topic=msg.topic(), error=str(err),
+                                retries=st.delivery_retries)
+                return
             log.error("delivery_failed", topic=msg.topic(), error=str(err))
+            if self.on_failed is not None:
+                self.on_failed(msg)
             return
         st.delivered += 1
         if not st.delivered & 7 and msg.topic() in self.lag_topics:  # a 1-in-8 sample keeps the hot path light

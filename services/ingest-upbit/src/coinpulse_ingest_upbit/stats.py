@@ -28,6 +28,8 @@ class Stats:
     dlq: int = 0
     overflow: int = 0
     delivery_errors: int = 0
+    delivery_retries: int = 0
+    future_trades: int = 0
     delivered: int = 0
     connected: bool = False
     started_at: float = field(default_factory=time.time)
@@ -75,6 +77,8 @@ _COUNTERS = {
     "dlq": "records sent to the dead-letter topic",
     "overflow": "records refused because the producer buffer was full",
     "delivery_errors": "records Kafka failed to accept",
+    "delivery_retries": "records sent again after a failed delivery",
+    "future_trades": "trades dead-lettered for a timestamp too far ahead of the wall clock",
     "delivered": "records acknowledged by Kafka",
 }
 
