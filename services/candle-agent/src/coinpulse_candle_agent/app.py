@@ -32,7 +32,14 @@ from coinpulse_candle_agent.matcher import default_matcher
 from coinpulse_candle_agent.mentions import DocHits, MentionEngine, doc_hits
 from coinpulse_candle_agent.settings import CandleSettings
 from coinpulse_candle_agent.state import PartitionEngines
-from coinpulse_candle_agent.trades import BadTrade, to_ms, trade_from_record
+from coinpulse_candle_agent.trades import (
+    BadTrade,
+    FutureTimestamp,
+    check_not_future,
+    dead_letter_reason,
+    to_ms,
+    trade_from_record,
+)
 from coinpulse_candle_agent.wire import AvroValueDecoder, AvroValueEncoder
 
 log = get_logger("coinpulse.candle_agent")
@@ -102,7 +109,9 @@ class CandleAgent:
         self.late_topic = app.topic(s.candle_late_topic, **RAW)
         self.dlq = app.topic(s.candle_dlq_topic, **RAW)
         self.candle_table = app.Table("candle-state", partitions=n_trade, **RAW_TABLE)
-        self.candles = PartitionEngines(self.candle_table, lambda: CandleEngine(self.candle_timing))
+        self.max_future_ms = int(s.candle_max_future_skew_s * 1000)
+        self.candles = PartitionEngines(self.candle_table, lambda: CandleEngine(self.candle_timing),
+                                        self.max_future_ms, "candle")
         self.engine_sets = {s.candle_trade_topic: self.candles}
 
         app.agent(self.trades, name="build_candles")(self._build_candles)
@@ -137,6 +146,7 @@ class CandleAgent:
         self._emit_candles(restored)
         decode, add, emit = self.trade_codec.decode, eng.add, self._emit_candles  # type: ignore[attr-defined]
         counts: Counter[str] = Counter()
+        now, skew = now_ms(), self.max_future_ms
         for r in records:
             raw = r.value
             try:
@@ -144,9 +154,11 @@ class CandleAgent:
                     raise BadTrade("null value")
                 rec = decode(raw)
                 trade = trade_from_record(rec)
+                if trade.ts - now > skew:  # a bad clock upstream must not drag event time forward
+                    raise FutureTimestamp("trade_timestamp", trade.ts, now, skew)
             except Exception as exc:  # noqa: BLE001 - any undecodable or invalid record is dead-lettered
-                counts["trades_bad"] += 1
-                self._dead_letter(f"{type(exc).__name__}: {exc}", raw, self.s.candle_trade_topic, r.key, partition,
+                counts["trades_future" if isinstance(exc, FutureTimestamp) else "trades_bad"] += 1
+                self._dead_letter(dead_letter_reason(exc), raw, self.s.candle_trade_topic, r.key, partition,
                                   r.offset)
                 continue
             status, emits = add(trade)
@@ -203,7 +215,8 @@ class CandleAgent:
         n = s.candle_mention_partitions
         self.hits = app.topic(f"{s.candle_app_id}-mention-hits", internal=True, partitions=n, **RAW)
         self.mention_table = app.Table("mention-state", partitions=n, **RAW_TABLE)
-        self.mentions = PartitionEngines(self.mention_table, lambda: MentionEngine(self.mention_timing))
+        self.mentions = PartitionEngines(self.mention_table, lambda: MentionEngine(self.mention_timing),
+                                         self.max_future_ms, "mention")
         self.engine_sets[self.hits.get_topic_name()] = self.mentions
         docs = app.topic(s.candle_post_topic, s.candle_comment_topic, **RAW)
         app.agent(docs, name="match_mentions")(self._match_mentions)
@@ -219,8 +232,8 @@ class CandleAgent:
                 try:
                     hits = self._doc_hits(m.topic, ev.value, m.offset)
                 except Exception as exc:  # noqa: BLE001 - dead-letter, never crash on one record
-                    self.metrics["docs_bad"] += 1
-                    self._dead_letter(f"{type(exc).__name__}: {exc}", ev.value, m.topic, ev.key, m.partition,
+                    self.metrics["docs_future" if isinstance(exc, FutureTimestamp) else "docs_bad"] += 1
+                    self._dead_letter(dead_letter_reason(exc), ev.value, m.topic, ev.key, m.partition,
                                       m.offset)
                     continue
                 self.metrics["docs"] += 1
@@ -248,6 +261,7 @@ class CandleAgent:
             doc = f"c:{rec['gallery']}/{rec['post_no']}/{rec['comment_no']}"
             text, has_body = rec["text"] or "", True
         ts = to_ms(rec["created_at"])
+        check_not_future("created_at", ts, now_ms(), self.max_future_ms)  # would drag mention event time forward
         hits = doc_hits(self.matcher, doc, ts, text, has_body, offset)
         return [(ts, h) for h in hits] or [(ts, None)]
 
@@ -342,4 +356,6 @@ class CandleAgent:
                 if eng.watermark is not None:
                     lines.append(f'coinpulse_{name}_event_time_ms{{partition="{p}"}} {eng.watermark}')
                 lines.append(f'coinpulse_{name}_open_buckets{{partition="{p}"}} {len(eng.buckets)}')  # type: ignore[attr-defined]
+            for p, ahead in sorted(engines.ahead_ms.items()):  # restored event time ahead of the wall clock
+                lines.append(f'coinpulse_{name}_watermark_ahead_ms{{partition="{p}"}} {ahead}')
         return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from coinpulse_common import topics
 from coinpulse_common.settings import Settings
-from pydantic import Field
+from pydantic import Field, field_validator
 
 
 class CandleSettings(Settings):
@@ -40,6 +40,18 @@ class CandleSettings(Settings):
     candle_uvloop: bool = Field(True, description="run the worker on uvloop (faust-streaming[uvloop])")
     candle_mentions: bool = Field(True, description="run the mention agents")
     candle_mention_partitions: int = Field(3, description="partitions of the internal market-keyed hits topic")
+    candle_max_future_skew_s: float = Field(
+        300.0, description="a trade or document whose event time is more than this far ahead of the wall clock is "
+        "dead-lettered (future_timestamp) instead of dragging event time forward"
+    )
+
+    @field_validator("candle_max_future_skew_s")
+    @classmethod
+    def _skew_positive(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"COINPULSE_CANDLE_MAX_FUTURE_SKEW_S must be > 0 seconds (got {v}): it is how far ahead "
+                             "of the wall clock an event time may be before the record is dead-lettered")
+        return v
 
     def candle_topics(self) -> dict[str, str]:
         return {"1m": self.candle_out_1m, "5m": self.candle_out_5m, "1h": self.candle_out_1h}

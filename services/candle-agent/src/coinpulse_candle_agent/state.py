@@ -21,6 +21,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from coinpulse_common.logging import get_logger
+
+log = get_logger("coinpulse.candle_agent.state")
+
 
 class Engine(Protocol):
     watermark: int | None
@@ -43,9 +47,13 @@ def flush_order(changes: list[tuple[str, dict[str, Any] | None]]) -> list[tuple[
 
 
 class PartitionEngines:
-    def __init__(self, table: Any, factory: Callable[[], Engine]):
+    def __init__(self, table: Any, factory: Callable[[], Engine], max_future_ms: int | None = None,
+                 name: str = "engine"):
         self.table = table
         self.factory = factory
+        self.max_future_ms = max_future_ms  # a restored event time further ahead of the wall clock is reported
+        self.name = name
+        self.ahead_ms: dict[int, int] = {}  # partition -> how far its restored event time was ahead of the clock
         self.engines: dict[int, Engine] = {}
         # idle-timer anchors: (wall ms of last input, event time then, last input offset)
         self.anchors: dict[int, tuple[int, int | None, int]] = {}
@@ -65,7 +73,14 @@ class PartitionEngines:
         eng = self.factory()
         emits = eng.load(items)
         self.engines[partition] = eng
-        self.anchors[partition] = (int(time.time() * 1000), eng.watermark, -1)
+        now = int(time.time() * 1000)
+        self.anchors[partition] = (now, eng.watermark, -1)
+        if self.max_future_ms is not None and eng.watermark is not None and eng.watermark - now > self.max_future_ms:
+            self.ahead_ms[partition] = eng.watermark - now
+            log.warning("watermark_ahead_of_wall_clock", engine=self.name, partition=partition,
+                        watermark=eng.watermark, ahead_s=round((eng.watermark - now) / 1000),
+                        hint="restored event time is in the future (a bad clock upstream): later input counts as "
+                             "late until the clock catches up; reset this partition's state to recover")
         return eng, emits
 
     def touch(self, partition: int, offset: int) -> None:
@@ -90,6 +105,7 @@ class PartitionEngines:
         for p in partitions:
             self.engines.pop(p, None)
             self.anchors.pop(p, None)
+            self.ahead_ms.pop(p, None)
 
     def idle_candidates(self, now_ms: int, idle_after_ms: int) -> dict[int, tuple[int, int]]:
         """Partitions without input for idle_after_ms: {p: (event time to advance to, last input offset)}.

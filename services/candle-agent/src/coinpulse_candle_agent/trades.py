@@ -18,6 +18,30 @@ class BadTrade(ValueError):
     """A trade record that cannot contribute to a candle."""
 
 
+class FutureTimestamp(ValueError):
+    """An event time too far ahead of the wall clock: a bad clock upstream. Accepting it would drag the partition's
+    event time forward, and every later record would be late (and the persisted watermark keeps the stall)."""
+
+    reason = "future_timestamp"
+
+    def __init__(self, field: str, ts_ms: int, now_ms: int, max_skew_ms: int):
+        super().__init__(f"{field}={ts_ms} is {(ts_ms - now_ms) / 1000:.0f} s ahead of the wall clock "
+                         f"(at most {max_skew_ms / 1000:.0f} s allowed)")
+
+
+def check_not_future(field: str, ts_ms: int, now_ms: int, max_skew_ms: int) -> None:
+    """Raise FutureTimestamp when `ts_ms` is more than `max_skew_ms` ahead of `now_ms`."""
+    if ts_ms - now_ms > max_skew_ms:
+        raise FutureTimestamp(field, ts_ms, now_ms, max_skew_ms)
+
+
+def dead_letter_reason(exc: Exception) -> str:
+    """The dead-letter reason of a rejected record: `future_timestamp: ...` or `<ExceptionType>: ...`."""
+    if isinstance(exc, FutureTimestamp):
+        return f"{FutureTimestamp.reason}: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 @dataclass(slots=True, frozen=True)
 class Trade:
     market: str

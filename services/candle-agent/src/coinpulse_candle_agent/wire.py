@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -58,6 +59,10 @@ def registry_get(registry: str, path: str) -> dict[str, Any]:
         except ValueError:
             message = body
         raise RegistryError(f"registry GET {path}: HTTP {exc.code}: {message[:300]}", exc.code) from None
+
+
+class SchemaNotRegistered(RuntimeError):
+    """The output topic's subject has no schema in the registry: the encoder refuses to write."""
 
 
 class RegistryError(LookupError):
@@ -118,17 +123,33 @@ class AvroValueDecoder:
 class AvroValueEncoder:
     """Writes values of one topic with the latest schema registered under `<topic>-value` (looked up once)."""
 
-    def __init__(self, topic: str, settings: Settings):
+    def __init__(self, topic: str, settings: Settings, wait_s: float = 30.0):
         self.topic = topic
         self._registry = settings.registry
         self._header: bytes | None = None
         self._schema: Any = None
+        self.wait_s = wait_s  # how long a missing subject or an unreachable registry is retried before raising
 
     def _load(self) -> None:
-        subject = urllib.parse.quote(f"{self.topic}-value", safe="")
-        latest = registry_get(self._registry, f"subjects/{subject}/versions/latest")
-        self._schema = fastavro.parse_schema(json.loads(latest["schema"]))
-        self._header = b"\0" + int(latest["id"]).to_bytes(4, "big")
+        """The schema and its id, both from the registry (the id always names the schema written with). Retries
+        while the subject is missing or the registry unreachable, then raises naming the subject and the fix."""
+        subject = f"{self.topic}-value"
+        path = f"subjects/{urllib.parse.quote(subject, safe='')}/versions/latest"
+        deadline, delay = time.monotonic() + self.wait_s, 0.25
+        while True:
+            try:
+                latest = registry_get(self._registry, path)
+                break
+            except (RegistryError, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise SchemaNotRegistered(
+                        f"no schema registered under subject {subject!r} in {self._registry} ({exc}); nothing is "
+                        f"written to {self.topic!r} without one: run `uv run coinpulse up`, which registers "
+                        "schemas/*.avsc") from None
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_WAIT_S)
+        schema = fastavro.parse_schema(json.loads(latest["schema"]))
+        self._header, self._schema = b"\0" + int(latest["id"]).to_bytes(4, "big"), schema
 
     def encode(self, value: dict[str, Any]) -> bytes:
         if self._header is None:
