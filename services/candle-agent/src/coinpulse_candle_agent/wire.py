@@ -61,14 +61,14 @@ def registry_get(registry: str, path: str) -> dict[str, Any]:
         raise RegistryError(f"registry GET {path}: HTTP {exc.code}: {message[:300]}", exc.code) from None
 
 
-class SchemaNotRegistered(RuntimeError):
-    """The output topic's subject has no schema in the registry: the encoder refuses to write."""
-
-
 class RegistryError(LookupError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+class SchemaNotRegistered(RegistryError):
+    """The output topic's subject has no schema in the registry: the encoder refuses to write."""
 
 
 class AvroValueDecoder:
@@ -123,7 +123,7 @@ class AvroValueDecoder:
 class AvroValueEncoder:
     """Writes values of one topic with the latest schema registered under `<topic>-value` (looked up once)."""
 
-    def __init__(self, topic: str, settings: Settings, wait_s: float = 30.0):
+    def __init__(self, topic: str, settings: Settings, wait_s: float = 10.0):
         self.topic = topic
         self._registry = settings.registry
         self._header: bytes | None = None
@@ -145,7 +145,7 @@ class AvroValueEncoder:
                     raise SchemaNotRegistered(
                         f"no schema registered under subject {subject!r} in {self._registry} ({exc}); nothing is "
                         f"written to {self.topic!r} without one: run `uv run coinpulse up`, which registers "
-                        "schemas/*.avsc") from None
+                        "schemas/*.avsc", getattr(exc, "status", None)) from None
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_WAIT_S)
         schema = fastavro.parse_schema(json.loads(latest["schema"]))
