@@ -31,7 +31,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]  # ~9 min on a busy machine
 
 OFFSET = 4000
 # offset 4000 puts the broker on 33092, inside Linux's ephemeral range (32768-60999): while it is down, a client
