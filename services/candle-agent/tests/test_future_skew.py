@@ -111,13 +111,3 @@ def test_a_restored_watermark_far_ahead_is_reported_in_the_log_and_metrics(capsy
 def test_the_skew_setting_must_be_positive(v):
     with pytest.raises(ValidationError, match="COINPULSE_CANDLE_MAX_FUTURE_SKEW_S"):
         CandleSettings(candle_max_future_skew_s=v)
-
-
-@pytest.mark.parametrize("v", [0, -1, 10**9])
-def test_the_delivery_timeout_setting_is_range_checked(v):
-    with pytest.raises(ValidationError, match="COINPULSE_CANDLE_DELIVERY_TIMEOUT_S"):
-        CandleSettings(candle_delivery_timeout_s=v)
-
-
-def test_the_delivery_timeout_outlasts_fausts_20_minute_default():
-    assert CandleSettings().candle_delivery_timeout_s >= 7 * 86400

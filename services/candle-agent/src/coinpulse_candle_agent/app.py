@@ -86,8 +86,6 @@ class CandleAgent:
             consumer_auto_offset_reset="earliest",
             processing_guarantee="at_least_once",
             producer_acks=-1,
-            # output batches expire after this (Faust: 20 min): a longer broker outage would fail the sends
-            producer_request_timeout=s.candle_delivery_timeout_s,
             producer_linger_ms=5,
             # trades arrive as chunks of up to candle_batch_size records (bulk.py): a few chunks buffered suffice
             broker_max_poll_records=s.candle_batch_size,

@@ -45,19 +45,6 @@ class CandleSettings(Settings):
         "dead-lettered (future_timestamp) instead of dragging event time forward"
     )
 
-    candle_delivery_timeout_s: float = Field(
-        7 * 86400.0, description="how long an output record is retried while Kafka is unreachable before its send "
-        "fails (Faust producer_request_timeout: aiokafka expires batches after it; Faust's default is 20 min)"
-    )
-
-    @field_validator("candle_delivery_timeout_s")
-    @classmethod
-    def _delivery_timeout(cls, v: float) -> float:
-        if not 0 < v <= 2_147_483:
-            raise ValueError(f"COINPULSE_CANDLE_DELIVERY_TIMEOUT_S must be > 0 and <= 2147483 seconds (a 32-bit "
-                             f"millisecond count); got {v}")
-        return v
-
     @field_validator("candle_max_future_skew_s")
     @classmethod
     def _skew_positive(cls, v: float) -> float:
