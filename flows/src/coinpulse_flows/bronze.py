@@ -24,6 +24,7 @@ remove the duplication.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from typing import Any
 
@@ -34,31 +35,52 @@ SIDES = frozenset({"ASK", "BID"})
 STREAM_TYPES = frozenset({"SNAPSHOT", "REALTIME"})
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _num(v: Any, name: str) -> float:
-    if type(v) is float or type(v) is int:
-        return float(v)
-    if isinstance(v, str):  # numbers written as strings ("1.5243E8")
-        try:
+    """A finite number within int64 when integral, or an ASCII numeric string ("1.5243E8"): the live parser's rule."""
+    t = type(v)
+    if t is float:
+        if math.isfinite(v):
+            return v
+    elif t is int:
+        if INT64_MIN <= v <= INT64_MAX:
             return float(v)
+    elif t is str and v.isascii():
+        try:
+            f = float(v)
         except ValueError:
             pass
+        else:
+            if math.isfinite(f):
+                return f
     raise ValueError(f"bad_field: {name}={v!r}")
 
 
-def _opt_num(v: Any) -> float | None:
-    try:
-        return _num(v, "")
-    except ValueError:
-        return None
+def _opt_num(v: Any, name: str = "") -> float | None:
+    """Absent (None) stays None; present but mistyped is an error, as in the live parser."""
+    return None if v is None else _num(v, name)
 
 
 def _int(v: Any, name: str) -> int:
-    if type(v) is int:
+    t = type(v)
+    if t is int:
+        if INT64_MIN <= v <= INT64_MAX:
+            return v
+    elif t is float:
+        if v.is_integer() and INT64_MIN <= v <= INT64_MAX:
+            return int(v)
+    elif t is str and v.isascii() and v.isdigit():  # "²" passes isdigit, fails int()
+        i = int(v)
+        if i <= INT64_MAX:
+            return i
+    raise ValueError(f"bad_field: {name}={v!r}")
+
+
+def _opt_str(v: Any, name: str) -> str | None:
+    if v is None or type(v) is str:
         return v
-    if type(v) is float and v.is_integer():
-        return int(v)
-    if isinstance(v, str) and v.isdigit():
-        return int(v)
     raise ValueError(f"bad_field: {name}={v!r}")
 
 
@@ -91,9 +113,9 @@ def parse_trade(m: dict[str, Any], received_at_ms: int) -> dict[str, Any] | None
     st = g("stream_type")
     return {"market": market, "sequential_id": _int(sid, "sequential_id"), "trade_timestamp": _int(ts, "trade_timestamp"),
             "price": _num(g("trade_price"), "trade_price"), "volume": _num(g("trade_volume"), "trade_volume"),
-            "ask_bid": side, "prev_closing_price": _opt_num(g("prev_closing_price")),
-            "change": g("change") if isinstance(g("change"), str) else None,
-            "change_price": _opt_num(g("change_price")), "stream_type": st if st in STREAM_TYPES else "REALTIME",
+            "ask_bid": side, "prev_closing_price": _opt_num(g("prev_closing_price"), "prev_closing_price"),
+            "change": _opt_str(g("change"), "change"),
+            "change_price": _opt_num(g("change_price"), "change_price"), "stream_type": st if st in STREAM_TYPES else "REALTIME",
             "backfilled": False, "received_at": int(received_at_ms)}
 
 
@@ -110,9 +132,9 @@ def parse_rest_trade(t: Any, received_at_ms: int) -> dict[str, Any]:
     return {"market": market, "sequential_id": _int(t.get("sequential_id"), "sequential_id"),
             "trade_timestamp": _int(t.get("timestamp"), "timestamp"),
             "price": _num(t.get("trade_price"), "trade_price"), "volume": _num(t.get("trade_volume"), "trade_volume"),
-            "ask_bid": side, "prev_closing_price": _opt_num(t.get("prev_closing_price")),
-            "change": t.get("change") if isinstance(t.get("change"), str) else None,
-            "change_price": _opt_num(t.get("change_price")), "stream_type": "BACKFILL", "backfilled": True,
+            "ask_bid": side, "prev_closing_price": _opt_num(t.get("prev_closing_price"), "prev_closing_price"),
+            "change": _opt_str(t.get("change"), "change"),
+            "change_price": _opt_num(t.get("change_price"), "change_price"), "stream_type": "BACKFILL", "backfilled": True,
             "received_at": int(received_at_ms)}
 
 
