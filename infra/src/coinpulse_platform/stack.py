@@ -177,7 +177,7 @@ class Stack:
             if not (kdata / "meta.properties").is_file():
                 cid_file = self.state / "kafka-cluster-id"
                 if not cid_file.is_file():
-                    cid_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+                    cid_file.write_text(kafka_cluster_id())
                 self.progress("formatting the Kafka log directory (KRaft)")
                 kdata.mkdir(parents=True, exist_ok=True)
                 cmd = [self.java(), "-Xmx256m", f"-Dlog4j2.configurationFile={self.conf_dir / 'log4j2.properties'}",
@@ -580,12 +580,29 @@ def _run_as(owner: str | None, cmd: list[str], log: Path) -> None:
     _checked(_as_owner(owner, cmd), log)
 
 
+def kafka_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64 that does not start with "-".
+
+    Kafka's own `Uuid.randomUuid()` draws again on a leading "-" for the same reason: the storage tool's argument
+    parser reads `-t -xyz…` as an unknown option and the format fails (1 run in 64 with a plain random id).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def _checked(cmd: list[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
+    start = log.stat().st_size if log.is_file() else 0
     with log.open("ab") as out:
         rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd="/")
     if rc != 0:
-        raise RuntimeError(f"`{' '.join(cmd[:3])} …` failed (exit {rc}); see {log}")
+        with log.open("rb") as f:
+            f.seek(start)
+            tail = f.read().decode(errors="replace").strip().splitlines()[-5:]
+        said = ("; it said: " + " | ".join(tail)) if tail else ""
+        raise RuntimeError(f"`{' '.join(cmd[:3])} …` failed (exit {rc}); see {log}{said}")
 
 
 def status_json(stack: Stack) -> str:
