@@ -1,0 +1,1 @@
+"""The simulated world both simulators share (see the package description)."""

@@ -1,0 +1,1 @@
+"""The Upbit wire format, once (see the package description)."""
