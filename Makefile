@@ -38,6 +38,7 @@ test-unit: setup
 
 lint:
 	$(RUN) ruff check .
+	$(RUN) lint-imports --no-cache
 
 bench: up
 	for b in bench/*.py; do $(RUN) python $$b || exit 1; done

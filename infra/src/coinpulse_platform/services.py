@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from coinpulse_common.paths import repo_root, state_dir
+from coinpulse_common.proc import alive, stop_group
 
 SERVICES = {
     "ingest-upbit": "coinpulse_ingest_upbit",
@@ -46,9 +46,8 @@ def _dir() -> Path:
 def start_detached(name: str, module: str, args: list[str] | None = None, env: dict[str, str] | None = None) -> int:
     pidf = _dir() / f"{name}.pid"
     if pidf.is_file():
-        from coinpulse_platform.stack import _alive
         pid = int(pidf.read_text())
-        if _alive(pid):
+        if alive(pid):
             return pid
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -61,16 +60,11 @@ def start_detached(name: str, module: str, args: list[str] | None = None, env: d
 
 
 def stop_all(stack=None) -> list[str]:
-    from coinpulse_platform.stack import _alive, _signal_group
     stopped = []
     for pidf in sorted(_dir().glob("*.pid")):
         pid = int(pidf.read_text())
-        if _alive(pid):
-            _signal_group(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 20
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            _signal_group(pid, signal.SIGKILL)
+        if alive(pid):
+            stop_group(pid, signal.SIGTERM, 20)
             stopped.append(pidf.stem)
         pidf.unlink(missing_ok=True)
     return stopped

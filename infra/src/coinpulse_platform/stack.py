@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 from coinpulse_common.paths import repo_root, state_dir
+from coinpulse_common.proc import alive, stop_group
 from coinpulse_common.settings import Settings, get_settings
 
 from coinpulse_platform import artifacts, configs
@@ -100,7 +101,7 @@ class Stack:
             pid = int(f.read_text().strip())
         except ValueError:
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     def paths(self) -> dict[str, Path]:
         if self._paths is None:
@@ -354,7 +355,7 @@ class Stack:
                         ok, _ = self.healthy(name)
                         if ok:
                             break
-                        if not _alive(pid):
+                        if not alive(pid):
                             raise RuntimeError(f"{name} exited during start-up; see {self.log_dir / (name + '.log')}")
                         if time.monotonic() > deadline:
                             raise RuntimeError(f"{name} not healthy after {timeout:.0f}s; "
@@ -384,16 +385,8 @@ class Stack:
         if pid is None:
             self.pidfile(name).unlink(missing_ok=True)
             return False
-        _signal_group(pid, part.stop_signal)
-        deadline = time.monotonic() + part.stop_timeout
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            self.progress(f"{name} did not stop in {part.stop_timeout:.0f}s; killing")
-            _signal_group(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.05)
-        _signal_group(pid, signal.SIGKILL)  # stragglers in the group
+        stop_group(pid, part.stop_signal, part.stop_timeout,
+                   on_timeout=lambda: self.progress(f"{name} did not stop in {part.stop_timeout:.0f}s; killing"))
         self.pidfile(name).unlink(missing_ok=True)
         return True
 
@@ -479,30 +472,6 @@ def _java_at_least(version: int) -> str:
         raise RuntimeError(f"Apicurio Registry needs Java {version}+; install one (e.g. a Temurin JDK under "
                            f"/usr/lib/jvm) or point COINPULSE_JAVA21_HOME at it")
     return best[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _children(pid: int) -> list[int]:

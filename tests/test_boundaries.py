@@ -1,0 +1,22 @@
+"""The layout's boundaries hold: import-linter's contracts in pyproject.toml (`[tool.importlinter]`) are kept.
+
+Libs never import a service, the flows or the platform; services, flows and the platform never import one another;
+no package has an import cycle between its modules. A change that crosses a boundary fails here, so it fails CI.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_are_kept():
+    exe = Path(sys.executable).parent / "lint-imports"
+    r = subprocess.run([str(exe), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"an import crosses a boundary (fix the import, or argue the contract):\n{r.stdout}{r.stderr}"
+    assert "0 broken" in r.stdout and r.stdout.count("KEPT") >= 4, r.stdout
