@@ -8,9 +8,9 @@ import time
 import orjson
 import pytest
 from coinpulse_common.avro import schema_text
-from coinpulse_ingest_upbit import protocol as P
 from coinpulse_ingest_upbit.service import UpbitIngest
 from coinpulse_ingest_upbit.settings import IngestSettings
+from coinpulse_upbit import protocol as P
 from confluent_kafka import KafkaError
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from pydantic import ValidationError

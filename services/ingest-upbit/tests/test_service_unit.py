@@ -125,7 +125,7 @@ def test_backfilled_trade_is_marked_and_deduped_against_live(make):
     svc.on_frame(trade(1), "c", 1)
     rest = {"market": "KRW-BTC", "timestamp": 1002, "trade_price": 1.0, "trade_volume": 2.0, "ask_bid": "BID",
             "sequential_id": 2}
-    from coinpulse_ingest_upbit.protocol import parse_rest_trade
+    from coinpulse_upbit.protocol import parse_rest_trade
 
     assert svc.emit_trade(parse_rest_trade(rest, 5))
     assert not svc.emit_trade(parse_rest_trade(dict(rest, sequential_id=1), 5))

@@ -18,13 +18,13 @@ from aiohttp import WSMsgType, web
 from coinpulse_common.avro import registry_client
 from coinpulse_common.kafka import consumer, producer
 from coinpulse_common.logging import get_logger
+from coinpulse_upbit import protocol as P
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from prometheus_client import CollectorRegistry, generate_latest
 
-from coinpulse_ingest_upbit import protocol as P
 from coinpulse_ingest_upbit.avro import AvroEncoder
 from coinpulse_ingest_upbit.backfill import (
     BackfillPlan,

@@ -5,7 +5,7 @@ import fastavro
 import orjson
 import pytest
 from coinpulse_common.avro import schema_text
-from coinpulse_ingest_upbit import protocol as P
+from coinpulse_upbit import protocol as P
 
 pytestmark = pytest.mark.unit
 GOLDEN = Path(__file__).parent / "golden"

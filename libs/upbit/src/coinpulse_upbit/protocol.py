@@ -1,4 +1,7 @@
-"""Upbit WebSocket frames → silver records. Pure: no I/O, no clock.
+"""Upbit WebSocket frames and REST replies → silver records, and the subscribe request. Pure: no I/O, no clock.
+
+The one parser of the Upbit wire format: the live ingester (services/ingest-upbit) and the backfill's bronze reader
+(`coinpulse_upbit.bronze`, used by flows) both call it, so they accept exactly the same frames.
 
 A frame is UTF-8 JSON in a binary (or text) WebSocket message. Field names come in two spellings whatever was
 requested (DEFAULT long names, SIMPLE abbreviations); a frame may also be a JSON array of such objects
@@ -16,6 +19,10 @@ orderbook: type ty, code cd, total_ask_size tas, total_bid_size tbs, orderbook_u
 status:    {"status": "UP"}
 error:     {"error": {"name": "WRONG_FORMAT", "message": "..."}}
 
+REST `/v1/trades/ticks` reply: a JSON array of objects with market, trade_date_utc, trade_time_utc, timestamp (the
+trade time), trade_price, trade_volume, prev_closing_price, change_price, ask_bid, sequential_id (and sometimes
+change); such trades become `stream_type` BACKFILL, `backfilled` true.
+
 Identity fields (market, sequential_id, trade time, price, volume, side) are required; everything else a record
 reads is optional (absent or null). A field that is present but mistyped (a string where a number belongs, a
 number where a string belongs, a list, a dict, a boolean, an integer beyond int64, a non-finite number, "²")
@@ -30,33 +37,27 @@ from typing import Any
 
 import orjson
 
-TRADE, TICKER, ORDERBOOK, STATUS, ERROR = "trade", "ticker", "orderbook", "status", "error"
+from coinpulse_upbit.fields import (
+    ERROR,
+    FIELDS,
+    ORDERBOOK,
+    ORDERBOOK_FIELDS,
+    SIDES,
+    STATUS,
+    STREAM_TYPES,
+    TICKER,
+    TICKER_FIELDS,
+    TRADE,
+    TRADE_FIELDS,
+    UNIT_FIELDS,
+)
 
-# DEFAULT name -> SIMPLE name, per type
-TRADE_FIELDS = {
-    "type": "ty", "code": "cd", "trade_price": "tp", "trade_volume": "tv", "ask_bid": "ab",
-    "prev_closing_price": "pcp", "change": "c", "change_price": "cp", "trade_date": "td", "trade_time": "ttm",
-    "trade_timestamp": "ttms", "timestamp": "tms", "sequential_id": "sid", "best_ask_price": "bap",
-    "best_ask_size": "bas", "best_bid_price": "bbp", "best_bid_size": "bbs", "stream_type": "st",
-}
-TICKER_FIELDS = {
-    "type": "ty", "code": "cd", "opening_price": "op", "high_price": "hp", "low_price": "lp", "trade_price": "tp",
-    "prev_closing_price": "pcp", "change": "c", "change_price": "cp", "signed_change_price": "scp",
-    "change_rate": "cr", "signed_change_rate": "scr", "trade_volume": "tv", "acc_trade_volume": "atv",
-    "acc_trade_volume_24h": "atv24h", "acc_trade_price": "atp", "acc_trade_price_24h": "atp24h",
-    "trade_date": "tdt", "trade_time": "ttm", "trade_timestamp": "ttms", "ask_bid": "ab", "acc_ask_volume": "aav",
-    "acc_bid_volume": "abv", "highest_52_week_price": "h52wp", "highest_52_week_date": "h52wdt",
-    "lowest_52_week_price": "l52wp", "lowest_52_week_date": "l52wdt", "market_state": "ms",
-    "delisting_date": "dd", "timestamp": "tms", "stream_type": "st",
-}
-ORDERBOOK_FIELDS = {
-    "type": "ty", "code": "cd", "total_ask_size": "tas", "total_bid_size": "tbs", "orderbook_units": "obu",
-    "timestamp": "tms", "level": "lv", "stream_type": "st",
-}
-UNIT_FIELDS = {"ask_price": "ap", "bid_price": "bp", "ask_size": "as", "bid_size": "bs"}
-
-STREAM_TYPES = frozenset({"SNAPSHOT", "REALTIME"})
-SIDES = frozenset({"ASK", "BID"})
+__all__ = [
+    "ERROR", "FIELDS", "ORDERBOOK", "ORDERBOOK_FIELDS", "SIDES", "STATUS", "STREAM_TYPES", "TICKER", "TICKER_FIELDS",
+    "TRADE", "TRADE_FIELDS", "UNIT_FIELDS", "FrameError", "Parsed", "loads", "message_type", "parse_message",
+    "parse_frame", "parse_trade", "parse_ticker", "parse_orderbook", "parse_rest_trade", "market_of",
+    "subscribe_request",
+]
 
 
 class FrameError(ValueError):
@@ -274,16 +275,25 @@ def parse_orderbook(m: dict[str, Any], received_at_ms: int, simple: bool) -> Par
 _PARSERS = {TRADE: parse_trade, TICKER: parse_ticker, ORDERBOOK: parse_orderbook}
 
 
-def parse_message(m: Any, received_at_ms: int) -> Parsed:
-    """One decoded JSON object → Parsed. Raises FrameError for anything that is not a known, well-formed frame."""
-    if not isinstance(m, dict):
-        raise FrameError(f"not_an_object: {type(m).__name__}")
+def message_type(m: dict[str, Any]) -> tuple[str | None, bool]:
+    """`(type, simple)` of one decoded object: `type` names DEFAULT fields, else `ty` SIMPLE ones (None: neither).
+
+    Raises FrameError `bad_field: type=...` (or `ty=`) when the type is present but not a string.
+    """
     ty = m.get("type")
     simple = ty is None
     if simple:
         ty = m.get("ty")
     if type(ty) is not str and ty is not None:  # a list or dict is not even hashable
         raise _bad("ty" if simple else "type", ty, market_of(m))
+    return ty, simple
+
+
+def parse_message(m: Any, received_at_ms: int) -> Parsed:
+    """One decoded JSON object → Parsed. Raises FrameError for anything that is not a known, well-formed frame."""
+    if not isinstance(m, dict):
+        raise FrameError(f"not_an_object: {type(m).__name__}")
+    ty, simple = message_type(m)
     if ty is None:
         if "status" in m:
             return Parsed(STATUS, None, None, str(m["status"]))
