@@ -1,6 +1,7 @@
 """Backfill without a stack: the S3 reader reads what the sink's own writer produces, proves coverage (a lost object
 or hour is named, a dead letter at an object's edge is not a gap) and refuses before any table is touched; the
-bronze trade parser accepts what the live ingester accepts; settings bounds; archive keys stay in the archive."""
+bronze reader gives the trades the live ingester made from the frames its bronze records hold; settings bounds;
+archive keys stay in the archive."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from collections import Counter
 import pytest
 from coinpulse_common import bronze as common_bronze
 from coinpulse_flows import backfill, storage, tiering
-from coinpulse_flows.bronze import trades_of_frame
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_sink import bronze as sink_bronze
+from coinpulse_upbit.bronze import trades_of_frame
 
 pytestmark = pytest.mark.unit
 
@@ -166,7 +167,7 @@ def test_rebuild_uses_every_trade_of_the_sinks_objects(s3, monkeypatch):
     assert all(t["backfilled"] is False and t["stream_type"] == "REALTIME" for t in seen["trades"])
 
 
-# --- the parser agrees with the live one -----------------------------------------------------------------------
+# --- the bronze reader reads what the ingester and the sink wrote ------------------------------------------------
 _SHAPES = [
     {"type": "trade", "code": "KRW-BTC", "trade_price": 0, "trade_volume": 1, "ask_bid": "BID",
      "trade_timestamp": 1, "sequential_id": 1},  # a zero price: live accepts it
@@ -181,24 +182,79 @@ _SHAPES = [
      "trade_timestamp": 1, "sequential_id": 2, "change": "RISE", "prev_closing_price": "x"},
     {"type": "trade", "cd": "KRW-BTC", "tp": 1, "tv": 1, "ab": "BID", "ttms": 1, "sid": 1},  # mixed: no code
 ]
+_TICKER = {"ty": "ticker", "cd": "KRW-XRP", "tp": 3412.0, "tms": 1_747_785_603_011, "st": "REALTIME"}
+_FRAMES = [json.dumps(m).encode() for m in _SHAPES] + [
+    json.dumps([{"ty": "trade", "cd": "KRW-XRP", "tp": 3412.0, "tv": 10.0, "ab": "ASK", "ttms": 1_747_785_603_000,
+                 "sid": 7}, _TICKER,
+                {"ty": "trade", "cd": "KRW-XRP", "tp": 3413.0, "tv": 1.0, "ab": "BID", "ttms": 1_747_785_603_001,
+                 "sid": 8, "pcp": 3400, "c": "RISE", "cp": 13}]).encode(),  # a SIMPLE_LIST frame
+    b'{"status":"UP"}',
+    b'{"type":"trade","code":"KRW-BTC","trade_price":',  # truncated
+    b'{"type":"trade","code":"KRW-BTC","trade_price":NaN,"trade_volume":1,"ask_bid":"BID","trade_timestamp":1,'
+    b'"sequential_id":40}',  # not JSON (orjson, the live decoder, refuses the literal)
+    b'{"type":"trade","code":"KRW-DOGE","trade_price":18446744073709551616,"trade_volume":1,"ask_bid":"BID",'
+    b'"trade_timestamp":1,"sequential_id":41}',  # beyond 64 bits: the live decoder reads a float, a price it takes
+    b'{"type":["trade"],"code":"KRW-BTC"}',  # a type that is no string
+]
 
 
-@pytest.mark.parametrize("shape", range(len(_SHAPES)))
-def test_bronze_parser_accepts_what_the_live_parser_accepts(shape):
-    from coinpulse_ingest_upbit import protocol
+def _ms(v):
+    return int(v.timestamp() * 1000) if isinstance(v, dt.datetime) else v
 
-    m = _SHAPES[shape]
-    try:
-        live = protocol.parse_message(m, 123).record
-    except protocol.FrameError:
-        live = None
+
+def test_the_bronze_reader_gives_the_trades_the_ingester_made_from_what_the_sink_wrote(s3):
+    """Frames through the real ingester (its bronze records and its silver trades), its bronze records through the
+    real sink's writer into S3, back through the S3 reader and the bronze reader: the same trades, the same refusals."""
+    from coinpulse_common.avro import schema_text
+    from coinpulse_ingest_upbit.service import UpbitIngest
+    from coinpulse_ingest_upbit.settings import IngestSettings
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+    class Producer:
+        def __init__(self):
+            self.records: list[tuple[str, bytes]] = []
+
+        def produce(self, topic, value, key=None, timestamp=0):
+            self.records.append((topic, value))
+
+        def poll(self, timeout=0):
+            return 0
+
+        def flush(self, timeout=0):
+            return 0
+
+        def __len__(self):
+            return 0
+
+    reg = SchemaRegistryClient.new_client({"url": "mock://bronze-reader"})
+    s = IngestSettings(markets="KRW-BTC", kafka_bootstrap="127.0.0.1:1", trade_topic="br.trade",
+                       ticker_topic="br.ticker", orderbook_topic="br.orderbook", raw_topic="br.raw", dlq_topic="br.dlq")
+    for stem, topic in (("trade", s.trade_topic), ("ticker", s.ticker_topic), ("orderbook", s.orderbook_topic),
+                        ("raw_frame", s.raw_topic), ("dead_letter", s.dlq_topic)):
+        reg.register_schema(f"{topic}-value", Schema(schema_text(stem), "AVRO"))
+    prod = Producer()
+    svc = UpbitIngest(s, producer_=prod, registry=reg)
+    for seq, f in enumerate(_FRAMES):
+        svc.on_frame(f, "c1", seq)
+    of = lambda topic, enc: [enc.decode(v) for t, v in prod.records if t == topic]  # noqa: E731
+    raws, dead = of(s.raw_topic, svc.enc_raw), of(s.dlq_topic, svc.enc_dlq)
+    live = [{k: _ms(v) for k, v in t.items()} for t in of(s.trade_topic, svc.enc_trade)]
+    assert len(raws) == len(_FRAMES) and len(live) == 6 and len(dead) == 7, (len(raws), live, dead)
+
+    _write_with_the_sink(s3, list(enumerate(raws)))
+    recv = [_ms(r["received_at"]) for r in raws]
+    lo = dt.datetime.fromtimestamp((min(recv) - min(recv) % 3_600_000) / 1000, dt.UTC)
+    src = backfill.S3Bronze(_settings(), lo, dt.datetime.fromtimestamp((max(recv) + 1) / 1000, dt.UTC))
     stats: Counter = Counter()
-    ours = trades_of_frame({"source": "upbit.ws", "payload": json.dumps(m), "received_at": 123}, stats)
-    assert (ours[0] if ours else None) == live, (ours, live, stats)
+    ours = [t for raw in src.frames() for t in trades_of_frame(raw, stats)]
+    assert src.missing == [], src.detail
+    assert ours == live
+    assert stats == Counter(bad_trade=4, bad_json=2, bad_type=1, not_a_trade=2)  # the 7 the ingester dead-lettered
+    assert sum(v for k, v in stats.items() if k != "not_a_trade") == len(dead)
 
 
 def test_rest_pages_in_bronze_give_the_trades_the_ingesters_gap_backfill_made():
-    from coinpulse_ingest_upbit import protocol
+    from coinpulse_upbit import protocol
 
     rows = [{"market": "KRW-BTC", "trade_date_utc": "2025-11-23", "trade_time_utc": "10:00:00",
              "timestamp": T0_MS + i, "trade_price": 10.0 + i, "trade_volume": 0.1, "prev_closing_price": 9.0,

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from coinpulse_flows import export, layout
-from coinpulse_flows.bronze import received_ms, trades_of_frame
 from coinpulse_flows.digest import digest_batches, digest_parquet
 from coinpulse_flows.partitions import Partition, due, parse_day_bound
 from coinpulse_flows.storage import Manifest
+from coinpulse_upbit.bronze import received_ms, trades_of_frame
 
 pytestmark = pytest.mark.unit
 

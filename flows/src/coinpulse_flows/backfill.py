@@ -30,9 +30,9 @@ import psycopg
 from coinpulse_common import bronze
 from coinpulse_common.logging import get_logger
 from coinpulse_common.topics import UPBIT_RAW
+from coinpulse_upbit.bronze import received_ms, trades_of_frame
 from psycopg import sql
 
-from coinpulse_flows.bronze import received_ms, trades_of_frame
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_flows.storage import Store
 
