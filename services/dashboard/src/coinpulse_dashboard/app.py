@@ -3,12 +3,18 @@
 - `GET /api/overview`                      market list, top-10 by trade value, volatility ranking (one query)
 - `GET /api/series?market=&tf=&limit=&since=`  candles and mentions on the same buckets (one query each)
 - `GET /api/posts?market=&limit=`          recent posts mentioning the coin (one query)
+- `GET /api/link?market=&metric=`          lead–lag bars per lag and the verdict in words (marts.lead_lag, link_summary)
+- `GET /api/link/ranking?metric=`          markets ranked by the strength of the link (marts.link_summary)
+- `GET /api/link/series?market=&tf=&since=&limit=`  rolling correlations and mention spikes on the chart's buckets
 - `GET /api/health`                        pipeline health (refreshed in the background, served from memory)
 - `GET /api/stream`                        Server-Sent Events: `version` when new data lands, `health` snapshots
 - `GET /healthz`                           liveness of this process
 
 Live updates cost one small query per tick for all viewers together: a background task watches the data version
 and fans it out to every stream; each browser then fetches only the increment (`since`).
+
+The link marts are written by the flows (`refresh_marts`); until they exist, or while the reader role may not read
+them, the link endpoints answer 200 with `"state": "no_data"` and the reason, and the page says "not enough data yet".
 """
 
 from __future__ import annotations
@@ -128,6 +134,64 @@ async def api_posts(request: web.Request) -> web.Response:
     return _json({"market": market, "posts": rows})
 
 
+# the marts' absence is a state of the pipeline (the flow has not run yet, or has not granted the reader), not a fault
+_MARTS_MISSING = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn, psycopg.errors.InvalidSchemaName,
+                  psycopg.errors.InsufficientPrivilege)
+
+
+async def _marts(request: web.Request, fn, *args, **base) -> web.Response:
+    try:
+        return _json(await _query(request, fn, *args))
+    except _MARTS_MISSING as e:
+        reason = e.diag.message_primary or type(e).__name__
+        log.debug("link marts not readable", path=request.path, reason=reason)
+        return _json({**base, "state": "no_data", "reason": f"waiting for the link marts: {reason}"})
+
+
+def _metric(request: web.Request) -> str | None:
+    m = request.query.get("metric") or queries.DEFAULT_LINK_METRIC
+    return m if m in queries.LINK_METRICS else None
+
+
+async def api_link(request: web.Request) -> web.Response:
+    market, metric = _market(request), _metric(request)
+    if market is None:
+        return _bad("market must look like KRW-BTC")
+    if metric is None:
+        return _bad(f"metric must be one of {', '.join(queries.LINK_METRICS)}")
+    empty = queries.link_sentence(None, 0)
+    return await _marts(request, queries.link, market, metric, market=market, metric=metric,
+                        metric_label=queries.LINK_METRICS[metric], lags=[], summary=None, as_of=None, **empty)
+
+
+async def api_link_ranking(request: web.Request) -> web.Response:
+    metric = _metric(request)
+    if metric is None:
+        return _bad(f"metric must be one of {', '.join(queries.LINK_METRICS)}")
+    try:
+        limit = _int(request, "limit", 50, 1, 500)
+    except ValueError as e:
+        return _bad(str(e))
+    return await _marts(request, queries.link_ranking, metric, limit, metric=metric,
+                        metric_label=queries.LINK_METRICS[metric], markets=[])
+
+
+async def api_link_series(request: web.Request) -> web.Response:
+    s = request.app[S_KEY]
+    market, tf = _market(request), request.query.get("tf", "1m")
+    if market is None:
+        return _bad("market must look like KRW-BTC")
+    if tf not in TIMEFRAMES:
+        return _bad(f"tf must be one of {', '.join(TIMEFRAMES)}")
+    try:
+        since = _int(request, "since", 0, 0, 2**40)
+        limit = _int(request, "limit", 1440, 1, s.dashboard_max_bars)
+    except ValueError as e:
+        return _bad(str(e))
+    return await _marts(request, queries.link_series, market, tf, since, limit, market=market, tf=tf,
+                        step=TIMEFRAMES[tf], rolling=[], spikes=[])
+
+
 async def api_health(request: web.Request) -> web.Response:
     st = request.app[STATE]
     if st.get("health") is None:
@@ -194,6 +258,10 @@ async def _watch_version(app: web.Application) -> None:
         try:
             async with app[POOL].connection(timeout=s.dashboard_probe_timeout_s) as conn:
                 v = await queries.version(conn, app[TABLES])
+                try:  # a rebuilt link mart is news too; absent marts are not an error of the stream
+                    v.update(await queries.link_version(conn, app[TABLES]))
+                except _MARTS_MISSING:
+                    v.update(link_as_of=None, link_rows=0)
             key = tuple(sorted(v.items()))
             if key != st.get("version_key"):
                 st["version_key"], st["version"] = key, v
@@ -262,6 +330,9 @@ def create_app(s: DashboardSettings) -> web.Application:
         web.get("/api/overview", api_overview),
         web.get("/api/series", api_series),
         web.get("/api/posts", api_posts),
+        web.get("/api/link", api_link),
+        web.get("/api/link/ranking", api_link_ranking),
+        web.get("/api/link/series", api_link_series),
         web.get("/api/health", api_health),
         web.get("/api/stream", api_stream),
         web.get("/healthz", healthz),

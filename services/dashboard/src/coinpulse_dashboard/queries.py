@@ -8,6 +8,7 @@ returns plain JSON-ready values; epoch seconds are what the chart library wants 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -221,3 +222,166 @@ async def version(conn: AsyncConnection, t: Tables) -> dict:
     (m,) = await _rows(conn, _q(VERSION_MENTIONS, t), {"lo": lo})
     return {"candle": _ts(c["candle"]), "emitted": _ts(c["emitted"]), "mention": _ts(m["mention"]),
             "mention_emitted": _ts(m["mention_emitted"]), "mention_rows": m["mention_rows"]}
+
+
+# -- the price–community link (the flows' marts; lag k > 0: the community at t goes with the market at t+k) ----------
+# Lead–lag bars and the verdict of one market and metric; the ranking of every market by the strength of its link;
+# the rolling correlations and mention spikes on the candle chart's buckets. The marts are rebuilt by the flows'
+# `refresh_marts`; until it has run (or while the reader may not read them) the panels say so, see app.py.
+
+LINK_METRICS = {"mentions_absret": "mentions vs |return|", "mentions_ret": "mentions vs return",
+                "sentiment_ret": "sentiment vs return"}
+DEFAULT_LINK_METRIC = "mentions_absret"
+VERDICTS = ("community_leads", "community_follows", "together", "no_link", "insufficient_data")
+SIGNIFICANT_VERDICTS = ("community_leads", "community_follows", "together")
+
+LEAD_LAG = """
+SELECT lag_minutes, corr, n, p_value, significant, as_of
+FROM {ll} WHERE market = %(market)s AND metric = %(metric)s
+ORDER BY lag_minutes
+"""
+LINK_SUMMARY = """
+SELECT best_lag, best_corr, p_value, p_adjusted, verdict, n, window_start, window_end, as_of
+FROM {ls} WHERE market = %(market)s AND metric = %(metric)s
+"""
+# significant links first (a verdict other than no_link / insufficient_data), then by |best_corr|; markets without
+# enough data last
+LINK_RANKING = """
+SELECT market, best_lag, best_corr, p_value, p_adjusted, verdict, n, as_of
+FROM {ls} WHERE metric = %(metric)s
+ORDER BY verdict IN ('community_leads', 'community_follows', 'together') DESC, verdict = 'insufficient_data',
+         abs(nullif(best_corr, 'NaN')) DESC NULLS LAST, market
+LIMIT %(limit)s
+"""
+# the rolling correlations (per minute in the mart) on the chart's buckets: the mean over each bucket's minutes
+ROLLING = """
+SELECT extract(epoch FROM b)::bigint AS time, corr_mentions_absret, corr_sentiment_ret FROM (
+  SELECT date_bin(make_interval(secs => %(step)s), bucket_start, timestamptz 'epoch') AS b,
+         avg(corr_mentions_absret) AS corr_mentions_absret, avg(corr_sentiment_ret) AS corr_sentiment_ret
+  FROM {pc} WHERE market = %(market)s AND bucket_start >= to_timestamp(%(since)s)
+  GROUP BY 1 ORDER BY 1 DESC LIMIT %(limit)s) x
+ORDER BY b
+"""
+# mention spikes on the chart's buckets: one marker per bucket, the strongest spike's z-score
+SPIKES = """
+SELECT extract(epoch FROM b)::bigint AS time, mentions, zscore, spikes FROM (
+  SELECT date_bin(make_interval(secs => %(step)s), bucket_start, timestamptz 'epoch') AS b,
+         max(mentions) AS mentions, max(zscore) AS zscore, count(*) AS spikes
+  FROM {ms} WHERE market = %(market)s AND bucket_start >= to_timestamp(%(since)s)
+  GROUP BY 1 ORDER BY 1 DESC LIMIT %(limit)s) x
+ORDER BY b
+"""
+LINK_VERSION = "SELECT max(as_of) AS link_as_of, count(*) AS link_rows FROM {ls}"
+
+
+def _m(text: str, t: Tables) -> sql.Composed:
+    return sql.SQL(text).format(ll=t.mart("lead_lag"), ls=t.mart("link_summary"), pc=t.mart("price_community"),
+                                ms=t.mart("mention_spikes"))
+
+
+def _num(v):
+    """float8 from the marts as JSON: NaN / ±inf (a correlation of a constant series) become null."""
+    if v is None:
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def p_text(p: float | None) -> str:
+    if p is None:
+        return "p = —"
+    if p < 0.001:
+        return "p < 0.001"
+    if p < 0.01:
+        return f"p = {p:.3f}"
+    return f"p = {min(p, 1.0):.2f}"
+
+
+def link_sentence(summary: dict | None, n_lags: int) -> dict:
+    """The lead–lag verdict in words, with the corrected p-value (the lag convention of the marts: best_lag > 0
+    means the community moves first)."""
+    verdict = summary["verdict"] if summary else "insufficient_data"
+    lag = summary.get("best_lag") if summary else None
+    if verdict == "community_leads" and lag is not None:
+        words = f"community leads by {abs(lag)} min"
+    elif verdict == "community_follows" and lag is not None:
+        words = f"community follows by {abs(lag)} min"
+    elif verdict == "together":
+        words = "moves together"
+    elif verdict == "no_link":
+        words = "no significant link"
+    elif verdict == "insufficient_data":
+        words = "not enough data yet"
+    else:  # a verdict this dashboard does not know: shown as it is, never guessed
+        words = f"verdict {verdict!r}"
+    if summary is None or verdict == "insufficient_data":
+        p = ""
+    else:
+        over = f"Bonferroni over {n_lags} lags" if n_lags else "Bonferroni-corrected"
+        p = f"{p_text(summary.get('p_adjusted'))} ({over})"
+    return {"verdict": verdict, "sentence": words, "p_text": p,
+            "significant": verdict in SIGNIFICANT_VERDICTS}
+
+
+async def link(conn: AsyncConnection, t: Tables, market: str, metric: str) -> dict:
+    """The lead–lag bars and the verdict of one market and metric."""
+    if not MARKET_RE.match(market) or metric not in LINK_METRICS:
+        raise ValueError(f"bad market or metric {market!r} {metric!r}")
+    p = {"market": market, "metric": metric}
+    lags = await _rows(conn, _m(LEAD_LAG, t), p)
+    summ = await _rows(conn, _m(LINK_SUMMARY, t), p)
+    summary = None
+    if summ:
+        r = summ[0]
+        summary = {"best_lag": r["best_lag"], "best_corr": _num(r["best_corr"]), "p_value": _num(r["p_value"]),
+                   "p_adjusted": _num(r["p_adjusted"]), "verdict": r["verdict"], "n": r["n"],
+                   "window_start": _ts(r["window_start"]), "window_end": _ts(r["window_end"]),
+                   "as_of": _ts(r["as_of"])}
+    return {
+        "market": market, "metric": metric, "metric_label": LINK_METRICS[metric],
+        "state": "ok" if summary or lags else "no_data",
+        "lags": [{"lag": r["lag_minutes"], "corr": _num(r["corr"]), "n": r["n"], "p_value": _num(r["p_value"]),
+                  "significant": bool(r["significant"])} for r in lags],
+        "summary": summary, **link_sentence(summary, len(lags)),
+        "as_of": summary["as_of"] if summary else (_ts(lags[0]["as_of"]) if lags else None),
+    }
+
+
+async def link_ranking(conn: AsyncConnection, t: Tables, metric: str, limit: int = 50) -> dict:
+    """Markets ranked by the strength of their link: significant first, then by |best_corr|."""
+    if metric not in LINK_METRICS:
+        raise ValueError(f"bad metric {metric!r}")
+    rows = await _rows(conn, _m(LINK_RANKING, t), {"metric": metric, "limit": limit})
+    out = []
+    for i, r in enumerate(rows, 1):
+        words = link_sentence(dict(r), 0)
+        out.append({"rank": i, "market": r["market"], "verdict": r["verdict"], "sentence": words["sentence"],
+                    "significant": words["significant"], "best_lag": r["best_lag"],
+                    "best_corr": _num(r["best_corr"]),
+                    "abs_corr": abs(_num(r["best_corr"])) if _num(r["best_corr"]) is not None else None,
+                    "p_value": _num(r["p_value"]), "p_adjusted": _num(r["p_adjusted"]), "n": r["n"],
+                    "as_of": _ts(r["as_of"])})
+    return {"metric": metric, "metric_label": LINK_METRICS[metric], "state": "ok" if out else "no_data",
+            "markets": out}
+
+
+async def link_series(conn: AsyncConnection, t: Tables, market: str, tf: str, since: int, limit: int) -> dict:
+    """The rolling correlations and the mention spikes of `market` on the `tf` buckets from `since` (epoch s)."""
+    if not MARKET_RE.match(market):
+        raise ValueError(f"bad market {market!r}")
+    p = {"market": market, "since": since, "limit": limit, "step": TIMEFRAMES[tf]}
+    rolling = await _rows(conn, _m(ROLLING, t), p)
+    spikes = await _rows(conn, _m(SPIKES, t), p)
+    return {
+        "market": market, "tf": tf, "step": TIMEFRAMES[tf], "state": "ok" if rolling or spikes else "no_data",
+        "rolling": [{"time": r["time"], "corr_mentions_absret": _num(r["corr_mentions_absret"]),
+                     "corr_sentiment_ret": _num(r["corr_sentiment_ret"])} for r in rolling],
+        "spikes": [{"time": r["time"], "mentions": r["mentions"], "zscore": _num(r["zscore"]),
+                    "spikes": r["spikes"]} for r in spikes],
+    }
+
+
+async def link_version(conn: AsyncConnection, t: Tables) -> dict:
+    """When the link marts were last rebuilt (for the live stream); absent marts are None, not an error."""
+    (r,) = await _rows(conn, _m(LINK_VERSION, t), {})
+    return {"link_as_of": _ts(r["link_as_of"]), "link_rows": r["link_rows"]}

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from coinpulse_common.paths import repo_root
 from coinpulse_common.settings import Settings
-from pydantic import Field
+from pydantic import Field, model_validator
 
 
 class DashboardSettings(Settings):
@@ -17,6 +17,9 @@ class DashboardSettings(Settings):
         "with `{tf}` (e.g. `candles_{tf}`) for one table per timeframe")
     dashboard_mentions_table: str = Field("mentions_1m", description="1-minute mention table in the gold schema")
     dashboard_posts_table: str = Field("posts", description="post table in the silver schema")
+    dashboard_marts_schema: str = Field(
+        "marts", description="schema of the link marts (`lead_lag`, `link_summary`, `price_community`, "
+        "`mention_spikes`): the flows' `COINPULSE_MARTS_SCHEMA`")
     dashboard_aliases_path: str = Field(
         "", description="alias dictionary (JSON, `markets` -> ko/names/tickers) used to find posts about a coin; "
         "default: the candle agent's versioned dictionary in the repository")
@@ -33,8 +36,23 @@ class DashboardSettings(Settings):
     dashboard_health_s: float = Field(10.0, description="how often pipeline health is refreshed")
     dashboard_probe_timeout_s: float = Field(2.0, description="timeout of one health probe (Connect, Prefect, ...)")
     dashboard_service_probes: str = Field(
-        "ingest-upbit=28101/health,crawl-dc=28102/metrics,candle-agent=28103/health,sink=28104/health",
-        description="service health probes, `name=port/path` comma-separated, on `host`")
+        "", description="service health probes, `name=port/path` comma-separated, on `host`; default: `/health` "
+        "of ingest-upbit, crawl-dc, candle-agent and sink on their `*_METRICS_PORT` settings")
+    # the services' own port settings (the same variables), so that the default probes follow a service that moved
+    ingest_metrics_port: int = Field(28101, description="ingest-upbit's health (/health) and Prometheus (/metrics) "
+                                     "port (the dashboard probes it)")
+    crawl_metrics_port: int = Field(28102, description="crawl-dc's health (/health) and Prometheus (/metrics) port")
+    candle_metrics_port: int = Field(28103, description="candle agent's Faust web port (/health, /metrics)")
+    sink_metrics_port: int = Field(28104, description="sink's health (/health) and Prometheus (/metrics) port "
+                                   "(the dashboard probes it)")
+
+    @model_validator(mode="after")
+    def _default_probes(self) -> DashboardSettings:
+        if not self.dashboard_service_probes.strip():
+            self.dashboard_service_probes = ",".join(f"{name}={port}/health" for name, port in (
+                ("ingest-upbit", self.ingest_metrics_port), ("crawl-dc", self.crawl_metrics_port),
+                ("candle-agent", self.candle_metrics_port), ("sink", self.sink_metrics_port)))
+        return self
 
     def aliases_file(self) -> str:
         return self.dashboard_aliases_path or str(

@@ -25,9 +25,10 @@ class Tables:
     candles_name: str = "candles"  # one table with `interval`, or `candles_{tf}` for one table per timeframe
     mentions_name: str = "mentions_1m"
     posts_name: str = "posts"
+    marts: str = "marts"  # the flows' link marts: lead_lag, link_summary, price_community, mention_spikes
 
     def __post_init__(self) -> None:
-        for n in (self.gold, self.silver, self.mentions_name, self.posts_name,
+        for n in (self.gold, self.silver, self.marts, self.mentions_name, self.posts_name,
                   self.candles_name.replace("{tf}", "1m")):
             _check(n)
 
@@ -55,7 +56,11 @@ class Tables:
     def posts(self) -> sql.Identifier:
         return sql.Identifier(self.silver, self.posts_name)
 
+    def mart(self, name: str) -> sql.Identifier:
+        """A link mart table (`lead_lag`, `link_summary`, `price_community`, `mention_spikes`)."""
+        return sql.Identifier(self.marts, _check(name))
+
     @classmethod
     def from_settings(cls, s) -> Tables:
         return cls(s.dashboard_gold_schema, s.dashboard_silver_schema, s.dashboard_candles_table,
-                   s.dashboard_mentions_table, s.dashboard_posts_table)
+                   s.dashboard_mentions_table, s.dashboard_posts_table, s.dashboard_marts_schema)

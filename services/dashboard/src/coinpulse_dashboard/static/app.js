@@ -6,10 +6,13 @@
   const LWC = window.LightweightCharts;
   const COLORS = { up: "#26c281", down: "#f05a5a", vol: "rgba(90,110,150,0.45)", men: "#b084f5",
                    menUp: "rgba(38,194,129,0.75)", menDown: "rgba(240,90,90,0.75)", sent: "#f5b041",
-                   grid: "#182033", text: "#8a94a7" };
+                   grid: "#182033", text: "#8a94a7", spike: "#ff5cd6", rcMen: "#c39bff", rcSent: "#f5b041",
+                   lagSig: "#4fb3ff", lagNs: "#3a4763" };
   const LIMIT = { "1m": 1440, "5m": 864, "1h": 720 };
   const state = { market: null, tf: "1m", step: 60, bars: [], mentions: new Map(), overview: null,
-                  lastVersion: null, loading: false, live: false };
+                  lastVersion: null, loading: false, live: false,
+                  metric: "mentions_absret", link: null, ranking: null, linkAsOf: null,
+                  rolling: new Map(), spikes: new Map(), spikeMarkers: 0 };
   window.coinpulse = state; // read by the end-to-end test
 
   // ---- small DOM helpers (text only) ------------------------------------------------------------------------------
@@ -81,8 +84,25 @@
     autoscaleInfoProvider: () => ({ priceRange: { minValue: -1, maxValue: 1 } }),
   }, 1);
   chart.priceScale("left", 1).applyOptions({ visible: true, borderColor: "#222c3f" });
+  // the third pane: the marts' rolling 60-minute correlations, −1…+1, on the same time axis
+  const corrRange = () => ({ priceRange: { minValue: -1, maxValue: 1 } });
+  const corrFormat = { type: "custom", minMove: 0.01, formatter: (v) => (v > 0 ? "+" : "") + v.toFixed(2) };
+  const rollMen = chart.addSeries(LWC.LineSeries, {
+    color: COLORS.rcMen, lineWidth: 2, lastValueVisible: true, priceLineVisible: false,
+    crosshairMarkerVisible: false, autoscaleInfoProvider: corrRange, priceFormat: corrFormat,
+  }, 2);
+  const rollSent = chart.addSeries(LWC.LineSeries, {
+    color: COLORS.rcSent, lineWidth: 1, lineStyle: LWC.LineStyle.Solid, lastValueVisible: true,
+    priceLineVisible: false, crosshairMarkerVisible: false, autoscaleInfoProvider: corrRange, priceFormat: corrFormat,
+  }, 2);
+  rollMen.createPriceLine({ price: 0, color: "#34415c", lineWidth: 1, lineStyle: LWC.LineStyle.Dashed,
+                            axisLabelVisible: false });
+  // mention spikes (marts.mention_spikes) as markers above the candles
+  const spikeMarkers = LWC.createSeriesMarkers(candles, []);
   const panes = chart.panes();
-  if (panes[0] && panes[0].setStretchFactor) { panes[0].setStretchFactor(3); panes[1].setStretchFactor(1); }
+  if (panes[0] && panes[0].setStretchFactor) {
+    panes[0].setStretchFactor(3); panes[1].setStretchFactor(1); if (panes[2]) panes[2].setStretchFactor(1);
+  }
 
   function barOf(c) { return { time: c.time, open: c.open, high: c.high, low: c.low, close: c.close }; }
   function volOf(c) {
@@ -182,6 +202,193 @@
     renderHeader();
   }
 
+  // ---- the link on the chart: rolling correlations (third pane) and spike markers -----------------------------------
+  function renderLinkSeries() {
+    const rs = Array.from(state.rolling.values()).sort((a, b) => a.time - b.time);
+    const line = (key) => rs.map((r) => (r[key] === null ? { time: r.time } : { time: r.time, value: r[key] }));
+    rollMen.setData(line("corr_mentions_absret"));
+    rollSent.setData(line("corr_sentiment_ret"));
+    const defined = rs.some((r) => r.corr_mentions_absret !== null || r.corr_sentiment_ret !== null);
+    $("roll-note").textContent = defined ? "" : "rolling correlation: not enough data yet";
+    // a marker needs a candle to sit on: spikes of quiet minutes (no trade) go to the next candle's bucket
+    const times = state.bars.map((b) => b.time);
+    const ms = [];
+    const sp = Array.from(state.spikes.values()).sort((a, b) => a.time - b.time);
+    let j = 0;
+    for (const x of sp) {
+      while (j < times.length && times[j] < x.time) j++;
+      if (j >= times.length) break;
+      const t = times[j];
+      if (ms.length && ms[ms.length - 1].time === t) continue;
+      ms.push({ time: t, position: "aboveBar", shape: "arrowDown", color: COLORS.spike, size: 1.2,
+                text: x.mentions + "", id: "spike-" + x.time });
+    }
+    spikeMarkers.setMarkers(ms);
+    state.spikeMarkers = ms.length;
+    $("spike-count").textContent = String(ms.length);
+  }
+  async function loadLinkSeries(full) {
+    if (!state.market || !state.bars.length) return;
+    const m = state.market, tf = state.tf;
+    const lastRoll = full ? null : Math.max(0, ...state.rolling.keys());
+    const since = lastRoll ? lastRoll - 3 * state.step : state.bars[0].time;
+    const data = await getJSON("/api/link/series?market=" + encodeURIComponent(m) + "&tf=" + tf + "&since=" +
+      since + "&limit=" + (LIMIT[tf] + 8));
+    if (m !== state.market || tf !== state.tf) return;
+    if (full || !lastRoll) { state.rolling = new Map(); state.spikes = new Map(); }
+    for (const r of data.rolling) state.rolling.set(r.time, r);
+    for (const x of data.spikes) state.spikes.set(x.time, x);
+    renderLinkSeries();
+  }
+
+  // ---- the lead–lag panel --------------------------------------------------------------------------------------
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, text) {
+    const e = document.createElementNS(SVG, tag);
+    for (const k in attrs) e.setAttribute(k, String(attrs[k]));
+    if (text !== undefined) e.textContent = String(text);
+    return e;
+  }
+  const signed = (v, d) => (v === null || v === undefined) ? "—" : (v > 0 ? "+" : v < 0 ? "−" : "") +
+    Math.abs(v).toFixed(d === undefined ? 2 : d);
+  function pFmt(p) {
+    if (p === null || p === undefined) return "—";
+    if (p < 0.001) return "<0.001";
+    return p < 0.01 ? p.toFixed(3) : Math.min(p, 1).toFixed(2);
+  }
+  function hhmm(t) { return t ? new Date(t * 1000).toISOString().slice(11, 16) : "—"; }
+  function renderLagChart(d) {
+    const root = $("lag-chart");
+    clear(root);
+    const lags = d.lags.filter((x) => x.corr !== null);
+    if (!lags.length) {
+      const msg = d.state === "no_data" ? "the lead–lag mart has no rows for " + d.market + " yet"
+        : "too few minutes for a correlation at any lag yet";
+      root.appendChild(el("div", "empty placeholder", msg));
+      return;
+    }
+    const W = Math.max(320, root.clientWidth || 640), H = Math.max(200, root.clientHeight || 220);
+    const pad = { l: 44, r: 12, t: 22, b: 26 };
+    const lo = Math.min(...d.lags.map((x) => x.lag)), hi = Math.max(...d.lags.map((x) => x.lag));
+    // the y range covers the bars and zero, in steps of 0.1 (at least ±0.1 around zero)
+    const up = (v) => Math.ceil(v * 10 - 1e-9) / 10;
+    const ytop = Math.max(0.1, up(Math.max(0, ...lags.map((x) => x.corr)) * 1.12));
+    const ybot = -Math.max(0.1, up(Math.max(0, ...lags.map((x) => -x.corr)) * 1.12));
+    const step = (W - pad.l - pad.r) / (hi - lo + 1);
+    const xOf = (k) => pad.l + (k - lo + 0.5) * step;
+    const yOf = (v) => pad.t + (ytop - v) / (ytop - ybot) * (H - pad.t - pad.b);
+    const s = svg("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img",
+                          "aria-label": "correlation per lag" });
+    // halves: market first (lag < 0), community first (lag > 0)
+    const x0 = xOf(0);
+    s.appendChild(svg("rect", { x: pad.l, y: pad.t, width: x0 - step / 2 - pad.l, height: H - pad.t - pad.b,
+                               class: "half follows" }));
+    s.appendChild(svg("rect", { x: x0 + step / 2, y: pad.t, width: W - pad.r - x0 - step / 2,
+                               height: H - pad.t - pad.b, class: "half leads" }));
+    s.appendChild(svg("text", { x: pad.l + 6, y: pad.t - 8, class: "cap" }, "← market moves first"));
+    s.appendChild(svg("text", { x: W - pad.r - 6, y: pad.t - 8, class: "cap end" }, "community moves first →"));
+    const ticks = [];
+    const tick = (ytop - ybot) > 0.45 ? 0.2 : 0.1;
+    for (let v = Math.ceil(ybot / tick - 1e-9) * tick; v <= ytop + 1e-9; v += tick) ticks.push(Math.round(v * 100) / 100);
+    for (const v of ticks) {
+      s.appendChild(svg("line", { x1: pad.l, x2: W - pad.r, y1: yOf(v), y2: yOf(v), class: v === 0 ? "zero" : "gl" }));
+      s.appendChild(svg("text", { x: pad.l - 6, y: yOf(v) + 3.5, class: "yl" }, signed(v, 2)));
+    }
+    const best = d.summary ? d.summary.best_lag : null;
+    for (const x of d.lags) {
+      const tx = xOf(x.lag);
+      if (x.lag % 5 === 0 || x.lag === best) {
+        s.appendChild(svg("text", { x: tx, y: H - pad.b + 15, class: "xl" + (x.lag === best ? " best" : "") },
+          (x.lag > 0 ? "+" : "") + x.lag));
+      }
+      if (x.corr === null) continue;
+      const y = yOf(Math.max(x.corr, 0)), h = Math.max(1, Math.abs(yOf(x.corr) - yOf(0)));
+      const r = svg("rect", { x: tx - step * 0.36, y: y, width: step * 0.72, height: h, rx: 1.5,
+                              class: "lagbar " + (x.significant ? "sig" : "ns") + (x.lag === best ? " best" : "") });
+      r.dataset.lag = x.lag;
+      r.appendChild(svg("title", {}, "lag " + (x.lag > 0 ? "+" : "") + x.lag + " min: r = " + signed(x.corr, 3) +
+        ", p = " + pFmt(x.p_value) + ", n = " + x.n + (x.significant ? " (significant)" : "")));
+      s.appendChild(r);
+      if (x.significant) {
+        const my = x.corr >= 0 ? yOf(x.corr) - 5 : yOf(x.corr) + 13;
+        const star = svg("text", { x: tx, y: my, class: "star" }, "★");
+        star.dataset.lag = x.lag;
+        s.appendChild(star);
+      }
+    }
+    s.appendChild(svg("text", { x: (pad.l + W - pad.r) / 2, y: pad.t - 8, class: "cap mid" },
+      "correlation at each lag (minutes)"));
+    root.appendChild(s);
+  }
+  function renderLink(d) {
+    state.link = d;
+    $("link-market").textContent = d.market;
+    const v = $("link-verdict");
+    v.className = "verdict " + d.verdict + (d.state === "no_data" ? " no-data" : "");
+    $("link-sentence").textContent = d.sentence;
+    $("link-p").textContent = d.p_text;
+    const sm = d.summary;
+    const detail = [];
+    if (d.state === "no_data" && d.reason) detail.push(d.reason);
+    if (sm && sm.best_corr !== null) {
+      detail.push("best r = " + signed(sm.best_corr) + " at " + (sm.best_lag > 0 ? "+" : "") + sm.best_lag + " min");
+    }
+    if (sm && sm.n !== null) detail.push("n = " + sm.n.toLocaleString("en") + " minutes");
+    if (d.lags.length) detail.push(d.lags.filter((x) => x.significant).length + " of " + d.lags.length +
+                                   " lags significant");
+    if (sm && sm.window_start) detail.push("window " + hhmm(sm.window_start) + "–" + hhmm(sm.window_end) + " UTC");
+    detail.push(d.metric_label);
+    if (d.as_of) detail.push("updated " + hhmm(d.as_of) + " UTC");
+    $("link-detail").textContent = detail.join(" · ");
+    renderLagChart(d);
+  }
+  async function loadLink() {
+    if (!state.market) return;
+    const m = state.market, metric = state.metric;
+    const d = await getJSON("/api/link?market=" + encodeURIComponent(m) + "&metric=" + metric);
+    if (m !== state.market || metric !== state.metric) return;
+    renderLink(d);
+  }
+  const SHORT = { community_leads: (l) => "leads " + Math.abs(l) + " min",
+                  community_follows: (l) => "follows " + Math.abs(l) + " min", together: () => "together",
+                  no_link: () => "no link", insufficient_data: () => "too little data" };
+  async function loadRanking() {
+    const metric = state.metric;
+    const d = await getJSON("/api/link/ranking?metric=" + metric);
+    if (metric !== state.metric) return;
+    state.ranking = d;
+    renderRanking();
+  }
+  function renderRanking() {
+    const d = state.ranking;
+    if (!d) return;
+    $("rank-metric").textContent = d.metric_label;
+    $("rank-metric").title = "significant links first, then by |r| at the best lag";
+    fillTable("link-table", d.markets, (r) => {
+      const short = SHORT[r.verdict] ? SHORT[r.verdict](r.best_lag) : r.sentence;
+      const v = el("td", "verdict-cell " + r.verdict); v.title = r.sentence;
+      v.appendChild(el("i", "vdot " + (r.significant ? "sig" : "ns")));
+      v.appendChild(el("span", "vtxt", short));
+      return [el("td", "rank", r.rank), el("td", "", r.market), v,
+              el("td", "r", r.abs_corr === null ? "—" : r.abs_corr.toFixed(2)),
+              el("td", "r" + (r.significant ? " sigp" : ""), pFmt(r.p_adjusted))];
+    });
+  }
+  for (const b of document.querySelectorAll("#metric-group button")) {
+    b.addEventListener("click", async () => {
+      for (const o of document.querySelectorAll("#metric-group button")) o.classList.toggle("on", o === b);
+      state.metric = b.dataset.metric;
+      await Promise.all([loadLink(), loadRanking()]);
+    });
+  }
+  if (window.ResizeObserver) {
+    let w = 0, h = 0;
+    new ResizeObserver(() => {
+      const nw = $("lag-chart").clientWidth, nh = $("lag-chart").clientHeight;
+      if (state.link && (Math.abs(nw - w) > 4 || Math.abs(nh - h) > 4)) { w = nw; h = nh; renderLagChart(state.link); }
+    }).observe($("lag-chart"));
+  }
+
   // ---- header, market strip --------------------------------------------------------------------------------------
   function marketInfo(m) {
     if (!state.overview) return null;
@@ -216,7 +423,7 @@
     const body = $(id).querySelector("tbody");
     clear(body);
     if (!rows.length) {
-      const tr = el("tr"); const td = el("td", "empty", "no data yet"); td.colSpan = 5; tr.appendChild(td);
+      const tr = el("tr", "none"); const td = el("td", "empty", "no data yet"); td.colSpan = 5; tr.appendChild(td);
       body.appendChild(tr); return;
     }
     for (const r of rows) {
@@ -366,7 +573,8 @@
     state.bars = [];
     history.replaceState(null, "", "#" + encodeURIComponent(m));
     renderStrip(); renderKpis(); renderHeader();
-    await Promise.all([loadSeries(true), loadPosts()]);
+    renderRanking(); // re-mark the selected row
+    await Promise.all([loadSeries(true).then(() => loadLinkSeries(true)), loadPosts(), loadLink()]);
   }
   for (const b of document.querySelectorAll("#tf-group button")) {
     b.addEventListener("click", async () => {
@@ -374,6 +582,7 @@
       state.tf = b.dataset.tf;
       state.bars = [];
       await loadSeries(true);
+      await loadLinkSeries(true);
     });
   }
   function setStatus(text) { $("status-line").textContent = text; }
@@ -382,7 +591,12 @@
     state.loading = true;
     try {
       await loadOverview();
-      await Promise.all([loadSeries(full), loadPosts()]);
+      // a rebuilt link mart rewrites its recent minutes: then the chart's link series is reloaded whole
+      const linkAsOf = state.lastVersion ? JSON.parse(state.lastVersion).link_as_of : null;
+      const linkFull = full || linkAsOf !== state.linkAsOf;
+      state.linkAsOf = linkAsOf;
+      await Promise.all([loadSeries(full).then(() => loadLinkSeries(linkFull)), loadPosts(), loadLink(),
+                         loadRanking()]);
       const a = state.overview.anchor;
       setStatus((state.live ? "live · " : "") + "data to " +
         (a ? new Date(a * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC" : "—"));
