@@ -1,4 +1,12 @@
-"""Upbit WebSocket field names: DEFAULT (long) ↔ SIMPLE (abbreviated), per message type."""
+"""Upbit WebSocket field names: DEFAULT (long) ↔ SIMPLE (abbreviated), per message type: the simulator's writer.
+
+Deliberately NOT imported from `coinpulse_upbit` (the parser the ingester and the backfill use): the simulator is
+an independent oracle of the wire format, written from Upbit's documentation on its own, so a mistake in the
+shared tables shows up as a disagreement instead of being copied into the frames the tests feed the parser.
+`libs/upbit/tests/test_sim_parity.py` holds the two together: these tables equal `coinpulse_upbit.fields`, and
+every frame the simulator writes (all three types, DEFAULT and SIMPLE, snapshots, the shipped dataset, the REST
+trades pages) parses with `coinpulse_upbit` to the values the simulator meant. Change both, or that test fails.
+"""
 
 from __future__ import annotations
 
