@@ -12,7 +12,7 @@ import re
 from datetime import date
 
 _DATE = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})(?:/|$)")
-_PART = re.compile(r"(?:^|/)part-(\d+)(?:\.[0-9a-f]+)?\.parquet$")
+_PART = re.compile(r"(?:^|/)part-(\d+)(?:\.([0-9a-f]+))?\.parquet$")
 
 
 def tier_key(table: str, day: date, prefix: str = "", part: int = 0) -> str:
@@ -51,6 +51,16 @@ def part_of_key(key: str) -> int | None:
     """n of a `part-<n>.parquet` (or archive `part-<n>.<sha>.parquet`) key."""
     m = _PART.search(key)
     return int(m.group(1)) if m else None
+
+
+def part_rank(key: str) -> int:
+    """How new a part's rows are among the parts of its day: `part-<n>` ranks by n (parts are numbered in the order
+    they were tiered), and an archive's `part-<n>.<sha>` (an object stored beside a file that already held part n's
+    path, so written after it) just above `part-<n>`. ValueError for a key that is no part."""
+    m = _PART.search(key)
+    if not m:
+        raise ValueError(f"{key!r} is not a part key (`part-<n>.parquet` or `part-<n>.<sha>.parquet`)")
+    return 2 * int(m.group(1)) + (1 if m.group(2) else 0)
 
 
 def part_source(schema: str, name: str, oid: int) -> str:

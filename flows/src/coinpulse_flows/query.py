@@ -15,6 +15,16 @@ two tiers (copied, not yet deleted) is never counted twice:
 - while the day also has a partition in PostgreSQL, a part copied from that very partition (its source oid is the
   partition's: tiered, not yet dropped) is skipped, since PostgreSQL has those rows; parts of earlier partitions
   are read beside it. Parts written before oids were recorded are skipped then too, as before.
+
+Each key is returned once, with its newest values. A replay or backfill may re-emit a row whose key was already
+tiered (a candle of the same market, interval and bucket_start with corrected values): the sink upserts it into
+the day's re-created partition, which is tiered later as a higher part. Over an entity read from more than one
+source the view keeps, per primary key, the row of the newest source: PostgreSQL above every part, then the higher
+part (`layout.part_rank`: its number, the archive's `part-<n>.<sha>` just above `part-<n>`), the same rule in S3
+and in the archive. The key is the parent table's primary key as the PostgreSQL catalog declares it (the sink's
+model creates it), so it is declared once; every primary key holds the partition column, so a key lives in one day.
+An entity with no primary key in PostgreSQL (its table dropped, or none declared) is read without this step, and
+a warning names it.
 """
 
 from __future__ import annotations
@@ -28,12 +38,29 @@ import duckdb
 import duckdb_extensions
 import psycopg
 import pyarrow.parquet as pq
+from coinpulse_common.logging import get_logger
 from psycopg import sql
 
 from coinpulse_flows import layout
 from coinpulse_flows.partitions import discover
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_flows.storage import Store
+
+log = get_logger("coinpulse.flows.query")
+
+RANK = "__coinpulse_rank"  # the source rank column of a deduplicated view, never returned
+PG_RANK = 1 << 62  # PostgreSQL's rows are newer than every part
+
+_PRIMARY_KEYS = """
+SELECT n.nspname || '.' || c.relname, array_agg(a.attname::text ORDER BY k.ord)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE i.indisprimary AND c.relkind = 'p' AND NOT c.relispartition AND n.nspname = ANY(%s)
+GROUP BY 1
+"""
 
 
 def _q(name: str) -> str:
@@ -113,6 +140,27 @@ def _source_oid(store: Store, f: TierFile) -> int | None:
     return layout.source_oid(meta.get(b"coinpulse.source", b"").decode())
 
 
+def file_rank(f: TierFile, day_files: list[TierFile]) -> int:
+    """`layout.part_rank` of a part; an S3 object at the path of an archive file with other rows (both are read)
+    ranks as the `part-<n>.<sha>` name it will be archived under: above that file."""
+    rank = layout.part_rank(f.key)
+    if f.tier == "s3" and any(g.tier == "local" and g.key == f.key for g in day_files):
+        rank |= 1
+    return rank
+
+
+def view_sql(sources: list[tuple[str, int]], key: tuple[str, ...] | None) -> str:
+    """One entity's view over its sources, each a SELECT with its rank (PostgreSQL `PG_RANK`, a part its
+    `layout.part_rank`). With a primary key and more than one source, each key once: the row of the highest rank
+    (within one source a key is unique: PostgreSQL enforces it, a part is a copy of one partition). Without a key,
+    or from a single source, every row as it is."""
+    if key is None or len(sources) < 2:
+        return "\nUNION ALL BY NAME\n".join(sql_ for sql_, _ in sources)
+    ranked = "\nUNION ALL BY NAME\n".join(f"SELECT *, {int(r)}::BIGINT AS {RANK} FROM ({sql_})" for sql_, r in sources)
+    return (f"SELECT * EXCLUDE ({RANK}) FROM (\n{ranked}\n)\n"
+            f"QUALIFY row_number() OVER (PARTITION BY {', '.join(_q(c) for c in key)} ORDER BY {RANK} DESC) = 1")
+
+
 def build_views(s: FlowSettings, con: duckdb.DuckDBPyConnection, store: Store | None = None) -> dict[str, str]:
     """Create one view per entity; returns entity → SQL of its view."""
     store = store or Store(s)
@@ -129,13 +177,14 @@ def build_views(s: FlowSettings, con: duckdb.DuckDBPyConnection, store: Store | 
                     "SELECT %s::regclass::oid", (sql.Identifier(p.schema, p.name).as_string(conn),)).fetchone()[0]
             else:
                 in_pg[p.table][p.day] = 0
+        keys = {e: tuple(k) for e, k in conn.execute(_PRIMARY_KEYS, (s.tier_schemas,)).fetchall()}
     views = {}
     for entity in sorted(partitioned | set(files)):
         schema, _, table = entity.partition(".")
-        selects = []
+        sources: list[tuple[str, int]] = []
         if entity in partitioned:
-            selects.append(f"SELECT * FROM pg.{_q(schema)}.{_q(table)}")
-        parquet = []
+            sources.append((f"SELECT * FROM pg.{_q(schema)}.{_q(table)}", PG_RANK))
+        by_rank: dict[int, list[str]] = defaultdict(list)
         for day, fs in files.get(entity, {}).items():
             pg_oid = in_pg[entity].get(day)
             for f in fs:
@@ -143,12 +192,16 @@ def build_views(s: FlowSettings, con: duckdb.DuckDBPyConnection, store: Store | 
                     oid = _source_oid(store, f)
                     if oid is None or oid == pg_oid:
                         continue  # a copy of the partition PostgreSQL still has
-                parquet.append(f.url)
-        if parquet:
-            selects.append(f"SELECT * FROM read_parquet([{', '.join(_lit(f) for f in sorted(parquet))}])")
-        if not selects:
+                by_rank[file_rank(f, fs)].append(f.url)
+        for rank, urls in sorted(by_rank.items()):
+            sources.append((f"SELECT * FROM read_parquet([{', '.join(_lit(u) for u in sorted(urls))}])", rank))
+        if not sources:
             continue
-        body = "\nUNION ALL BY NAME\n".join(selects)
+        key = keys.get(entity)
+        if key is None and len(sources) > 1:
+            log.warning("query_view_not_deduplicated", entity=entity,
+                        reason="no primary key in PostgreSQL: a key repeated across tiers is returned once per tier")
+        body = view_sql(sources, key)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}")
         con.execute(f"CREATE OR REPLACE VIEW {_q(schema)}.{_q(table)} AS {body}")
         views[entity] = body
