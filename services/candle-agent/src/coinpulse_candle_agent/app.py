@@ -8,6 +8,12 @@ Values are Avro (Confluent wire format) through wire.py (fastavro, the registry'
 only moves bytes. Trades are consumed in chunks of records (bulk.py), one Faust event per partition and fetch.
 A record that cannot be decoded or validated goes to dlq.candle-agent with the reason.
 A timer advances event time for partitions that are idle and fully read, so the last candles close.
+
+HTTP (Faust's web server on `COINPULSE_CANDLE_METRICS_PORT`; Faust starts it once table recovery is done):
+- `GET /metrics`: Prometheus text (counters, assigned partitions, event time per partition);
+- `GET /health`: JSON, 200 when the worker holds partitions of the trade topic, is not rebalancing and has
+  recovered its tables; 503 with a `reason` otherwise. It reports the assignment and the event-time (watermark)
+  age per engine; an old watermark alone is not unhealthy (a quiet market has no trades to move it).
 """
 
 from __future__ import annotations
@@ -64,14 +70,15 @@ def now_ms() -> int:
 class CandleAgent:
     """Builds the Faust app and holds what the agents share (codecs, engines, counters)."""
 
-    def __init__(self, s: CandleSettings | None = None):
+    def __init__(self, s: CandleSettings | None = None, trade_partitions: int | None = None):
+        """`trade_partitions`: the trade topic's partition count when known (default: asked from the broker)."""
         self.s = s = s or CandleSettings()
         self.metrics: Counter[str] = Counter()
         self.lock = asyncio.Lock()
         self._unconfirmed: list[Any] = []  # output sends not yet acknowledged (see _confirm_emitted)
         self.candle_timing = Timing(s.candle_grace_ms, s.candle_lateness_ms)
         self.mention_timing = Timing(s.candle_mention_grace_ms, s.candle_mention_lateness_ms)
-        n_trade = topic_partitions(s, s.candle_trade_topic)
+        n_trade = trade_partitions or topic_partitions(s, s.candle_trade_topic)
         datadir = state_dir() / "candle-agent" / s.candle_app_id
         datadir.mkdir(parents=True, exist_ok=True)
         self.app = app = faust.App(
@@ -123,7 +130,13 @@ class CandleAgent:
         async def metrics(view: Any, request: Any) -> Any:  # becomes View.get: (view, request)
             return view.text(agent.metrics_text())
 
+        async def health(view: Any, request: Any) -> Any:
+            body = agent.health()
+            return view.json(body, status=200 if body["ok"] else 503)
+
         app.page("/metrics")(metrics)
+        app.page("/health")(health)
+        self.started_ms = now_ms()
         app.on_partitions_revoked.connect(self._on_revoked)
 
     # -- candles ---------------------------------------------------------------------------------------------
@@ -342,12 +355,50 @@ class CandleAgent:
         for topic, engines in self.engine_sets.items():
             engines.revoke({tp.partition for tp in revoked if tp.topic == topic})
 
+    def _assigned(self) -> list[TP]:
+        try:
+            return sorted(self.app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - no consumer yet (starting up)
+            return []
+
+    def health(self) -> dict[str, Any]:
+        """What `/health` answers (module doc): ok, the reason when not, assignment, recovery, watermark ages."""
+        app, s, now = self.app, self.s, now_ms()
+        assigned = self._assigned()
+        try:
+            recovered = app.tables.recovery.completed.is_set()
+        except Exception:  # noqa: BLE001 - not started
+            recovered = False
+        by_topic: dict[str, list[int]] = {}
+        for tp in assigned:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        problems = []
+        if not by_topic.get(s.candle_trade_topic):
+            problems.append(f"no partition of {s.candle_trade_topic} assigned: not (yet) in the consumer group "
+                            "(is Kafka up?), or more workers than partitions")
+        if app.rebalancing:
+            problems.append("rebalancing")
+        if not recovered:
+            problems.append("table recovery not complete")
+        ages: dict[str, float | None] = {}
+        for name, engines in (("candle", self.candles), ("mention", getattr(self, "mentions", None))):
+            if engines is None:
+                continue
+            marks = [e.watermark for e in engines.engines.values() if e.watermark is not None]
+            ages[name] = round((now - max(marks)) / 1000, 1) if marks else None
+        body: dict[str, Any] = {
+            "ok": not problems, "app_id": s.candle_app_id, "uptime_s": round((now - self.started_ms) / 1000, 1),
+            "assigned": by_topic, "rebalancing": bool(app.rebalancing), "recovered": recovered,
+            "watermark_age_s": ages,
+            "counts": {k: self.metrics[k] for k in ("trades_ok", "dead_letters", "mentions_emitted")},
+        }
+        if problems:
+            body["reason"] = "; ".join(problems)
+        return body
+
     def metrics_text(self) -> str:
         lines = [f"coinpulse_candle_{k}_total {v}" for k, v in sorted(self.metrics.items())]
-        try:
-            assigned = sorted(self.app.consumer.assignment())
-        except Exception:  # noqa: BLE001 - no consumer yet (starting up)
-            assigned = []
+        assigned = self._assigned()
         lines += [f'coinpulse_candle_assigned{{topic="{tp.topic}",partition="{tp.partition}"}} 1' for tp in assigned]
         for name, engines in (("candle", self.candles), ("mention", getattr(self, "mentions", None))):
             if engines is None:

@@ -23,7 +23,7 @@ class CandleSettings(Settings):
     candle_timer_interval_s: float = Field(1.0, description="idle timer period")
     candle_batch_size: int = Field(2_000, description="events per processing batch (state is flushed per batch)")
     candle_batch_within_s: float = Field(0.1, description="longest wait to fill a batch")
-    candle_metrics_port: int = Field(28103, description="Faust web server port (serves /metrics), bound to host")
+    candle_metrics_port: int = Field(28103, description="Faust web server port (serves /health and /metrics), bound to host")
     candle_store: str = Field("memory://", description="Faust table store; state is rebuilt from the changelog")
     candle_trade_topic: str = Field(topics.UPBIT_TRADE, description="input trades")
     candle_post_topic: str = Field(topics.DC_POST, description="input posts")

@@ -38,7 +38,7 @@ class CrawlSettings(Settings):
     dc_keep_posts: int = Field(5000, description="posts per gallery whose reply counts/comments stay in state")
     dc_transactional_id: str = Field("coinpulse-crawl-dc", description="Kafka transactional.id prefix")
     dc_topic_prefix: str = Field("", description="prefix for the dc.* topics (tests use a unique one)")
-    crawl_metrics_port: int = Field(28102, description="Prometheus metrics port (0 disables)")
+    crawl_metrics_port: int = Field(28102, description="metrics (/metrics) and health (/health) port (0 disables)")
     dc_state_path: str | None = Field(None, description="SQLite state file; default <state_dir>/crawl-dc/state.db")
 
     def state_file(self) -> Path:

@@ -1,8 +1,21 @@
-"""Prometheus metrics of the crawler (served on 127.0.0.1:COINPULSE_CRAWL_METRICS_PORT)."""
+"""Prometheus metrics and health of the crawler, served on 127.0.0.1:COINPULSE_CRAWL_METRICS_PORT.
+
+- `GET /metrics`: the Prometheus text format;
+- `GET /health`: JSON, 200 when every configured gallery has committed a cycle recently (or the crawler started less
+  than that long ago), 503 with a `reason` otherwise. "Recently" is `stale_after_s` = 3 cycle intervals, at least
+  5 minutes: cycles are spaced `dc_interval` start to start, and one may run long;
+- any other path: 404 (the dashboard shows a probe that asks the wrong path as such).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 REQUESTS = Counter("dc_crawl_requests_total", "HTTP requests made", ["gallery"])
 NEW_POSTS = Counter("dc_crawl_new_posts_total", "new posts emitted", ["gallery"])
@@ -23,11 +36,68 @@ CYCLE_SECONDS = Histogram(
 LAST_SUCCESS = Gauge("dc_crawl_last_success_timestamp_seconds", "end of the last committed cycle", ["gallery"])
 WATERMARK = Gauge("dc_crawl_watermark_post_no", "newest post fully crawled", ["gallery"])
 
-_started = False
+_server: ThreadingHTTPServer | None = None
 
 
-def serve(port: int, host: str = "127.0.0.1") -> None:
-    global _started
-    if port and not _started:
-        start_http_server(port, addr=host)
-        _started = True
+def stale_after_s(interval_s: float) -> float:
+    return max(3 * interval_s, 300.0)
+
+
+def _samples(metric: Any, name: str) -> list[tuple[dict[str, str], float]]:
+    return [(s.labels, s.value) for m in metric.collect() for s in m.samples if s.name == name]
+
+
+def health(galleries: list[str], interval_s: float, started_at: float, now: float | None = None) -> dict[str, Any]:
+    """Per gallery: age of its last committed cycle and its cycle counts by status; ok and the reason if not."""
+    now = time.time() if now is None else now
+    stale = stale_after_s(interval_s)
+    last = {lb["gallery"]: v for lb, v in _samples(LAST_SUCCESS, "dc_crawl_last_success_timestamp_seconds")}
+    cycles: dict[str, dict[str, int]] = {}
+    for lb, v in _samples(CYCLES, "dc_crawl_cycles_total"):
+        cycles.setdefault(lb["gallery"], {})[lb["status"]] = int(v)
+    problems, out = [], {}
+    for g in galleries:
+        age = round(now - last[g], 1) if g in last else None
+        out[g] = {"last_success_age_s": age, "cycles": cycles.get(g, {})}
+        if age is None and now - started_at > stale:
+            problems.append(f"gallery {g}: no committed cycle in the {now - started_at:.0f} s since start")
+        elif age is not None and age > stale:
+            problems.append(f"gallery {g}: last committed cycle {age:.0f} s ago (expected every {interval_s:g} s)")
+    body: dict[str, Any] = {"ok": not problems, "uptime_s": round(now - started_at, 1), "interval_s": interval_s,
+                            "stale_after_s": stale, "galleries": out}
+    if problems:
+        failed = sum(c.get("failed", 0) for c in cycles.values())
+        body["reason"] = "; ".join(problems) + (f" ({failed} failed cycles: see the crawler's log)" if failed else "")
+    return body
+
+
+def serve(port: int, host: str = "127.0.0.1", galleries: list[str] | None = None, interval_s: float = 300.0) -> None:
+    """Start the metrics and health server in a daemon thread (once per process; port 0 disables it)."""
+    global _server
+    if not port or _server is not None:
+        return
+    started_at, names = time.time(), list(galleries or [])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body, ctype, code = generate_latest(REGISTRY), CONTENT_TYPE_LATEST, 200
+            elif path == "/health":
+                h = health(names, interval_s, started_at)
+                body, ctype, code = json.dumps(h).encode(), "application/json", 200 if h["ok"] else 503
+            else:
+                body, ctype, code = b"not found: /metrics or /health\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    _server = ThreadingHTTPServer((host, port), Handler)
+    _server.daemon_threads = True
+    threading.Thread(target=_server.serve_forever, name="crawl-metrics", daemon=True).start()
+

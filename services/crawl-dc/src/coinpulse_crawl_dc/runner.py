@@ -30,7 +30,7 @@ def run(cfg: CrawlSettings, *, once: bool = False, cycles: int | None = None) ->
         log.warning("dev_hash_key", msg="COINPULSE_DC_HASH_KEY not set: pseudonyms use the built-in dev key")
     galleries = parse_galleries(cfg.dc_galleries)
     store = StateStore(cfg.state_file())
-    metrics.serve(cfg.crawl_metrics_port, cfg.host)
+    metrics.serve(cfg.crawl_metrics_port, cfg.host, [g.id for g in galleries], cfg.dc_interval)
     sinks = {g.id: KafkaSink(cfg, g.id) for g in galleries}
     process = CrawlerProcess(scrapy_settings(cfg), install_root_handler=True)
     from twisted.internet import reactor  # installed by CrawlerProcess (asyncio reactor)

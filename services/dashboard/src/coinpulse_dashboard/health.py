@@ -2,11 +2,23 @@
 
 Every probe is independent and bounded by a timeout; a component that is down (or a table that does not exist yet)
 shows up as `{"state": "down", "error": ...}` in its own section, never as a failed page.
+
+Service probes (`services`) ask each service's own health endpoint (`COINPULSE_DASHBOARD_SERVICE_PROBES`, by default
+`/health` on each service's port setting). Each answer becomes a state with a reason a person can act on:
+2xx → up; 404 → down, "the probe's URL is wrong or the service is too old" (a probe that asks a path the service does
+not serve must never look like a slow service); 503 and other errors → degraded / down with the service's own
+reason; nothing listening → down, "not running (or still starting)".
+
+Flow runs (`flow_runs`) are those of the pipeline's deployments (runs of a flow called directly, e.g. by a test or
+`coinpulse_flows run`, are not the schedule's health), newest first, without the not-yet-due scheduled ones; the box
+is degraded when the newest finished run of some deployment failed or crashed, or when runs are late (nothing is
+serving the deployments).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -80,11 +92,20 @@ async def connectors(http: aiohttp.ClientSession, connect_url: str) -> dict:
     return {"state": "up" if ok else "degraded", "connectors": items}
 
 
+FINISHED = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+BAD = ("FAILED", "CRASHED")
+
+
 async def flow_runs(http: aiohttp.ClientSession, prefect_api: str, limit: int = 8) -> dict:
+    # deployment runs that have started (or should have): scheduled runs in the future are not history
+    runs_filter = {"deployment_id": {"is_null_": False}, "state": {"type": {"not_any_": ["SCHEDULED"]}}}
     async with http.post(f"{prefect_api}/flow_runs/filter",
-                         json={"sort": "EXPECTED_START_TIME_DESC", "limit": limit}) as resp:
+                         json={"sort": "EXPECTED_START_TIME_DESC", "limit": limit, "flow_runs": runs_filter}) as resp:
         resp.raise_for_status()
         runs = await resp.json()
+    late_filter = {"deployment_id": {"is_null_": False}, "state": {"name": {"any_": ["Late"]}}}
+    async with http.post(f"{prefect_api}/flow_runs/count", json={"flow_runs": late_filter}) as resp:
+        late = int(await resp.json()) if resp.status == 200 else 0
     flow_ids = sorted({r["flow_id"] for r in runs if r.get("flow_id")})
     names: dict[str, str] = {}
     if flow_ids:
@@ -93,9 +114,19 @@ async def flow_runs(http: aiohttp.ClientSession, prefect_api: str, limit: int = 
                 names = {f["id"]: f["name"] for f in await resp.json()}
     items = [{"flow": names.get(r.get("flow_id"), "?"), "name": r.get("name"), "state": r.get("state_type"),
               "state_name": r.get("state_name"), "start": r.get("start_time") or r.get("expected_start_time"),
-              "duration_s": r.get("total_run_time")} for r in runs]
-    failed = any(i["state"] in ("FAILED", "CRASHED") for i in items)
-    return {"state": "degraded" if failed else "up", "runs": items}
+              "duration_s": r.get("total_run_time"), "deployment_id": r.get("deployment_id")} for r in runs]
+    newest_finished: dict[str, dict] = {}  # deployment -> its newest finished run (the list is newest first)
+    for i in items:
+        if i["state"] in FINISHED:
+            newest_finished.setdefault(i["deployment_id"], i)
+    failed = sorted({i["flow"] for i in newest_finished.values() if i["state"] in BAD})
+    errors = [f"the last run of {f} failed" for f in failed]
+    if late:
+        errors.append(f"{late} run(s) late: is `coinpulse_flows serve` running?")
+    out: dict[str, Any] = {"state": "degraded" if errors else "up", "runs": items, "late": late}
+    if errors:
+        out["error"] = "; ".join(errors)
+    return out
 
 
 def parse_probes(spec: str) -> list[tuple[str, int, str]]:
@@ -108,16 +139,62 @@ def parse_probes(spec: str) -> list[tuple[str, int, str]]:
     return out
 
 
-async def services(http: aiohttp.ClientSession, host: str, probes: list[tuple[str, int, str]]) -> dict:
-    async def one(name: str, port: int, path: str) -> dict:
-        try:
-            async with http.get(f"http://{host}:{port}{path}") as resp:
-                return {"name": name, "state": "up" if resp.status < 400 else "degraded", "status": resp.status}
-        except Exception as e:  # noqa: BLE001
-            return {"name": name, "state": "down", "error": type(e).__name__}
+def _reason(body: str) -> str:
+    """The service's own words for a non-2xx health answer: `reason` / `error` of a JSON body, or its text."""
+    try:
+        v = json.loads(body)
+    except ValueError:
+        return " ".join(body.split())[:200]
+    if isinstance(v, dict):
+        for k in ("reason", "error"):
+            if v.get(k):
+                return str(v[k])[:200]
+    return json.dumps(v, separators=(",", ":"))[:200]
 
-    items = await asyncio.gather(*(one(*p) for p in probes))
-    return {"state": "up" if all(i["state"] == "up" for i in items) else "degraded", "services": list(items)}
+
+async def probe(http: aiohttp.ClientSession, host: str, name: str, port: int, path: str,
+                timeout_s: float = 2.0) -> dict:
+    """One service's health endpoint → {"name", "state": up | degraded | down, "status"?, "error"?, "detail"?}."""
+    url = f"http://{host}:{port}{path}"
+    try:
+        async with asyncio.timeout(timeout_s), http.get(url) as resp:
+            status, body = resp.status, (await resp.content.read(64_000)).decode("utf-8", "replace")
+    except TimeoutError:
+        return {"name": name, "state": "down", "error": f"{name}: {path} on port {port} gave no answer within "
+                f"{timeout_s:g} s"}
+    except aiohttp.ClientConnectorError:
+        return {"name": name, "state": "down", "error": f"{name}: nothing listens on {host}:{port}: the service is "
+                "not running (or still starting)"}
+    except Exception as e:  # noqa: BLE001 - any failure of a probe is a state to show
+        return {"name": name, "state": "down", "error": f"{name}: {path}: {type(e).__name__}: {e}"[:300]}
+    out: dict[str, Any] = {"name": name, "status": status}
+    if 200 <= status < 300:
+        out["state"] = "up"
+        try:
+            detail = json.loads(body)
+        except ValueError:
+            detail = None
+        if isinstance(detail, dict):
+            out["detail"] = detail
+    elif status == 404:
+        out.update(state="down", error=f"{name}: {path} answered 404: the probe's URL is wrong or the service is "
+                   "too old")
+    elif status == 503:
+        out.update(state="degraded", error=f"{name}: {path} answered 503: {_reason(body)}")
+    else:
+        out.update(state="down", error=f"{name}: {path} answered {status}: {_reason(body)}")
+    return out
+
+
+async def services(http: aiohttp.ClientSession, host: str, probes: list[tuple[str, int, str]],
+                   timeout_s: float = 2.0) -> dict:
+    items = await asyncio.gather(*(probe(http, host, *p, timeout_s=timeout_s) for p in probes))
+    out: dict[str, Any] = {"state": "up" if all(i["state"] == "up" for i in items) else "degraded",
+                           "services": list(items)}
+    errors = [i["error"] for i in items if i.get("error")]
+    if errors:
+        out["error"] = "; ".join(errors)
+    return out
 
 
 async def snapshot(pool: AsyncConnectionPool, t: Tables, http: aiohttp.ClientSession, *, connect_url: str,
@@ -126,6 +203,7 @@ async def snapshot(pool: AsyncConnectionPool, t: Tables, http: aiohttp.ClientSes
         _guard("database", timeout_s, lambda: database(pool, t)),
         _guard("connect", timeout_s, lambda: connectors(http, connect_url)),
         _guard("prefect", timeout_s, lambda: flow_runs(http, prefect_api)),
-        _guard("services", timeout_s, lambda: services(http, host, probes)),
+        # each probe has its own timeout; the section's is a little longer so one slow service shows as itself
+        _guard("services", timeout_s + 1, lambda: services(http, host, probes, timeout_s)),
     )
     return {"at": time.time(), "database": db, "connect": conn, "prefect": flows, "services": svc}

@@ -553,17 +553,23 @@
     const f = h.prefect;
     const fb = box("Flow runs", f.state);
     if (f.state === "down") fb.appendChild(el("div", "err", "Prefect unreachable: " + f.error));
-    else if (!f.runs.length) fb.appendChild(el("div", "empty", "no flow runs yet"));
-    else for (const r of f.runs.slice(0, 6)) {
-      const t = r.start ? new Date(r.start).toISOString().slice(5, 16).replace("T", " ") : "";
-      kv(fb, r.flow + " · " + t, r.state_name || r.state || "?",
-        r.state === "COMPLETED" ? "up" : (r.state === "FAILED" || r.state === "CRASHED") ? "down" : "");
+    else {
+      if (f.error) fb.appendChild(el("div", "err", f.error));  // a deployment's last run failed, runs are late
+      if (!f.runs.length) fb.appendChild(el("div", "empty", "no flow runs yet"));
+      else for (const r of f.runs.slice(0, 6)) {
+        const t = r.start ? new Date(r.start).toISOString().slice(5, 16).replace("T", " ") : "";
+        kv(fb, r.flow + " · " + t, r.state_name || r.state || "?",
+          r.state === "COMPLETED" ? "up" : (r.state === "FAILED" || r.state === "CRASHED") ? "down" : "");
+      }
     }
     root.appendChild(fb);
     const s = h.services;
     const sb = box("Services", s.state);
     if (s.state === "down") sb.appendChild(el("div", "err", s.error));
-    else for (const x of s.services) kv(sb, x.name, x.state, x.state === "up" ? "up" : "down");
+    else for (const x of s.services) {
+      kv(sb, x.name, x.state, x.state === "up" ? "up" : "down");
+      if (x.error) sb.appendChild(el("div", "err", x.error));  // why: e.g. a probe URL the service does not serve
+    }
     root.appendChild(sb);
   }
 
