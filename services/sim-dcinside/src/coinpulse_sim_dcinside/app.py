@@ -27,6 +27,7 @@ class Site:
         self.block_after: int | None = None  # answer 429 once this many more requests were served
         self.block_status = 429
         self.faults: list[int] = []  # statuses to answer the next requests with (then normal again)
+        self.failing: dict[tuple[str, int], int] = {}  # (gallery, post_no) → status of its view page, until cleared
         # malformed answers still owed: the next N view pages / comment responses of live posts come out broken
         self.malformed: Counter[str] = Counter()
         self.last_request_at = 0.0
@@ -82,6 +83,9 @@ class Site:
         self.requests["view"] += 1
         g = self._gallery(request, request.query.get("id"))
         no = int(request.query.get("no", "0") or 0)
+        if (g.id, no) in self.failing:  # a post whose page keeps failing (`fail_posts`)
+            self.requests["failed_view"] += 1
+            return web.Response(status=self.failing[(g.id, no)], text="server error")
         p = g.posts.get(no)
         back = f"{render.PREFIX[g.kind]}/lists/?id={g.id}"
         if p is None or p.deleted:
@@ -145,13 +149,17 @@ class Site:
 
     async def control(self, request: web.Request) -> web.Response:
         """`{"block_after": N|null, "block_status": 429, "faults": [500, 500], "malformed": {"view": N, "comment": N},
-        "reset_counters": true}`; each malformed answer served counts in `requests` as malformed_view/_comment."""
+        "fail_posts": {"<gallery>/<post_no>": 500}, "reset_counters": true}`; each malformed answer served counts in
+        `requests` as malformed_view/_comment, each failed view page as failed_view."""
         body = await request.json()
         if "block_after" in body:
             self.block_after = body["block_after"]
             self.block_status = int(body.get("block_status", 429))
         if "faults" in body:
             self.faults = [int(x) for x in body["faults"]]
+        if "fail_posts" in body:  # {"<gallery>/<post_no>": status}: those view pages fail until replaced ({} clears)
+            self.failing = {(k.rsplit("/", 1)[0], int(k.rsplit("/", 1)[1])): int(v)
+                            for k, v in body["fail_posts"].items()}
         for kind, n in (body.get("malformed") or {}).items():
             if kind not in ("view", "comment"):
                 raise web.HTTPBadRequest(text=f"malformed: unknown kind {kind!r} (view, comment)")
@@ -162,7 +170,8 @@ class Site:
             self.min_gap_s = float("inf")
             self.last_request_at = 0.0
         return web.json_response({"block_after": self.block_after, "faults": self.faults,
-                                  "malformed": dict(self.malformed)})
+                                  "malformed": dict(self.malformed),
+                                  "fail_posts": {f"{g}/{no}": st for (g, no), st in self.failing.items()}})
 
     async def grow(self) -> None:
         """Posts and comments arriving over time (Poisson-ish, one tick a second), stamped no later than now."""
