@@ -17,6 +17,9 @@ class DashboardSettings(Settings):
         "with `{tf}` (e.g. `candles_{tf}`) for one table per timeframe")
     dashboard_mentions_table: str = Field("mentions_1m", description="1-minute mention table in the gold schema")
     dashboard_posts_table: str = Field("posts", description="post table in the silver schema")
+    dashboard_marts_schema: str = Field(
+        "marts", description="schema of the link marts (`lead_lag`, `link_summary`, `price_community`, "
+        "`mention_spikes`): the flows' `COINPULSE_MARTS_SCHEMA`")
     dashboard_aliases_path: str = Field(
         "", description="alias dictionary (JSON, `markets` -> ko/names/tickers) used to find posts about a coin; "
         "default: the candle agent's versioned dictionary in the repository")
