@@ -11,7 +11,7 @@ from coinpulse_dashboard.settings import DashboardSettings
 
 @pytest.fixture(scope="module")
 def sample_day(stack):
-    """A unique schema holding candles (1m/5m/1h), mentions and posts; dropped afterwards."""
+    """A unique schema holding candles (1m/5m/1h), mentions, posts and the link marts; dropped afterwards."""
     schema = f"dash_{uuid.uuid4().hex[:10]}"
     dsn = stack.pg_dsn()
     day = sample.generate(schema)
@@ -23,5 +23,6 @@ def sample_day(stack):
 @pytest.fixture(scope="module")
 def dash_settings(stack, sample_day) -> DashboardSettings:
     return DashboardSettings(_env_file=None, dashboard_gold_schema=sample_day.schema,
-                             dashboard_silver_schema=sample_day.schema, dashboard_tick_s=0.5,
+                             dashboard_silver_schema=sample_day.schema, dashboard_marts_schema=sample_day.schema,
+                             dashboard_tick_s=0.5,
                              dashboard_health_s=2.0)

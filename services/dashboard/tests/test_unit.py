@@ -148,3 +148,52 @@ async def test_health_is_served_even_when_everything_is_down(client):
 async def test_api_answers_503_when_the_database_is_down(client):
     r = await client.get("/api/overview")
     assert r.status == 503
+
+
+# -- the link panel's words ----------------------------------------------------------------------------------------
+
+def _summary(verdict, lag, p):
+    return {"verdict": verdict, "best_lag": lag, "best_corr": 0.3, "p_adjusted": p}
+
+
+@pytest.mark.parametrize(("summary", "sentence", "p_text"), [
+    (_summary("community_leads", 3, 0.003), "community leads by 3 min", "p = 0.003 (Bonferroni over 31 lags)"),
+    (_summary("community_follows", -12, 0.0004), "community follows by 12 min", "p < 0.001 (Bonferroni over 31 lags)"),
+    (_summary("together", 0, 0.049), "moves together", "p = 0.049 (Bonferroni over 31 lags)"),
+    (_summary("no_link", 5, 1.0), "no significant link", "p = 1 (Bonferroni over 31 lags)"),
+    (_summary("insufficient_data", None, None), "not enough data yet", ""),
+    (None, "not enough data yet", ""),
+    (_summary("sideways", 2, 0.2), "verdict 'sideways'", "p = 0.2 (Bonferroni over 31 lags)"),
+])
+def test_link_sentence(summary, sentence, p_text):
+    got = queries.link_sentence(summary, 31)
+    assert (got["sentence"], got["p_text"]) == (sentence, p_text)
+    assert got["significant"] == (summary is not None and summary["verdict"] in queries.SIGNIFICANT_VERDICTS)
+
+
+def test_link_sentence_without_lag_rows_still_says_the_correction():
+    assert queries.link_sentence(_summary("community_leads", 1, 0.01), 0)["p_text"] == "p = 0.01 (Bonferroni-corrected)"
+
+
+def test_settings_name_the_marts_schema():
+    s = DashboardSettings(_env_file=None, dashboard_marts_schema="my_marts")
+    assert Tables.from_settings(s).mart("lead_lag") == sql.Identifier("my_marts", "lead_lag")
+    assert Tables().mart("link_summary") == sql.Identifier("marts", "link_summary")
+    with pytest.raises(ValueError):
+        Tables(marts="marts; drop")
+    with pytest.raises(ValueError):
+        Tables().mart("x y")
+
+
+@pytest.mark.parametrize("url", [
+    "/api/link?market=KRW-BTC&metric=nope", "/api/link?market=nope", "/api/link/ranking?metric=a",
+    "/api/link/ranking?limit=0", "/api/link/ranking?limit=abc", "/api/link/series?market=KRW-BTC&tf=2m",
+    "/api/link/series?market=KRW-BTC&limit=999999", "/api/link/series?market=KRW-BTC&since=-1"])
+async def test_bad_link_requests_get_400(client, url):
+    r = await client.get(url)
+    assert r.status == 400 and "error" in await r.json()
+
+
+async def test_link_with_the_database_down_is_an_error_not_no_data(client):
+    r = await client.get("/api/link?market=KRW-BTC")
+    assert r.status == 503 and "error" in await r.json()

@@ -81,6 +81,48 @@ CANVAS_PIXELS = """(() => {
 })()"""
 
 
+def canvas_colour_pixels(rgb: tuple[int, int, int], tol: int = 4) -> str:
+    """A JS expression counting the chart canvases' pixels of one colour (markers, lines of a given series)."""
+    r, g, b = rgb
+    return f"""(() => {{
+  let n = 0;
+  for (const c of document.querySelectorAll('#chart canvas')) {{
+    if (!c.width || !c.height) continue;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4) {{
+      if (d[i+3] > 200 && Math.abs(d[i] - {r}) < {tol} && Math.abs(d[i+1] - {g}) < {tol} && Math.abs(d[i+2] - {b}) < {tol}) n++;
+    }}
+  }}
+  return n;
+}})()"""
+
+
+async def screenshot(page: Page, path: Path, selector: str | None = None) -> Path:
+    """A PNG of the whole page (beyond the viewport), or of the box around the elements matching `selector`."""
+    import base64
+
+    if selector is None:
+        box = await page.js("({x: 0, y: 0, width: document.documentElement.scrollWidth, "
+                            "height: document.documentElement.scrollHeight})")
+    else:
+        box = await page.js(f"""(() => {{
+          const rs = [...document.querySelectorAll({json.dumps(selector)})].map((e) => e.getBoundingClientRect());
+          const x = Math.min(...rs.map((r) => r.left)), y = Math.min(...rs.map((r) => r.top)) + window.scrollY;
+          return {{x: Math.max(0, x - 8), y: Math.max(0, y - 8), width: Math.max(...rs.map((r) => r.right)) - x + 16,
+                   height: Math.max(...rs.map((r) => r.bottom)) + window.scrollY - y + 16}};
+        }})()""")
+    shot = await page.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                           clip={**box, "scale": 1})
+    data = base64.b64decode(shot["data"])
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    await asyncio.to_thread(write)
+    return path
+
+
 
 @contextlib.contextmanager
 def chromium(width: int = 1600, height: int = 1200) -> Iterator[str]:

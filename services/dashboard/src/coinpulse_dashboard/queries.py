@@ -292,9 +292,7 @@ def p_text(p: float | None) -> str:
         return "p = —"
     if p < 0.001:
         return "p < 0.001"
-    if p < 0.01:
-        return f"p = {p:.3f}"
-    return f"p = {min(p, 1.0):.2f}"
+    return f"p = {min(p, 1.0):.2g}"  # two significant digits: 0.003, 0.049, 0.5, 1
 
 
 def link_sentence(summary: dict | None, n_lags: int) -> dict:

@@ -254,7 +254,7 @@
   function pFmt(p) {
     if (p === null || p === undefined) return "—";
     if (p < 0.001) return "<0.001";
-    return p < 0.01 ? p.toFixed(3) : Math.min(p, 1).toFixed(2);
+    return String(Number(Math.min(p, 1).toPrecision(2))); // as the API's p_text: 0.003, 0.049, 0.5, 1
   }
   function hhmm(t) { return t ? new Date(t * 1000).toISOString().slice(11, 16) : "—"; }
   function renderLagChart(d) {
@@ -371,7 +371,8 @@
       v.appendChild(el("span", "vtxt", short));
       return [el("td", "rank", r.rank), el("td", "", r.market), v,
               el("td", "r", r.abs_corr === null ? "—" : r.abs_corr.toFixed(2)),
-              el("td", "r" + (r.significant ? " sigp" : ""), pFmt(r.p_adjusted))];
+              el("td", "r" + (r.significant ? " sigp" : ""), r.p_adjusted === null ? "—"
+                : r.p_adjusted < 0.001 ? "<0.001" : Math.min(r.p_adjusted, 1).toFixed(3))];
     });
   }
   for (const b of document.querySelectorAll("#metric-group button")) {
