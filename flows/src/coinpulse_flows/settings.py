@@ -59,6 +59,9 @@ class FlowSettings(Settings):
     lag_groups: list[str] = Field([], description="consumer groups checked for lag; empty = every group")
     lag_max: int = Field(100_000, description="consumer lag (records) above which the check fails")
     tier_slack_days: int = Field(2, description="days a tier may run behind before the tier-size check fails")
+    flows_metrics_port: int = Field(28105, description="Prometheus (/metrics) port of `coinpulse_flows serve`, bound "
+                                    "to host: the metrics its flow runs set, e.g. coinpulse_consumer_records_lost "
+                                    "(0 disables)")
 
     @model_validator(mode="after")
     def _bounds(self) -> FlowSettings:
