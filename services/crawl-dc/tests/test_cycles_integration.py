@@ -278,3 +278,44 @@ def test_malformed_pages_are_dead_lettered_and_fetched_again_next_cycle(stack, t
             assert (v["body"], v["reply_count"]) == (p["body"], p["reply_count"]), p["post_no"]
     assert comments >= {f"bitcoins_new1/{p['post_no']}/{c['comment_no']}" for p in site for c in p["comments"]
                         if not p["deleted"]}
+
+
+@pytest.mark.slow
+def test_a_post_whose_page_keeps_failing_is_given_up_after_post_attempts_cycles(stack, topics, sim, tmp_path, unique):
+    """The simulator answers one post's view page with 500, every time: Scrapy retries it (with backoff) in each
+    cycle, the crawler keeps what the list showed and fetches it again next cycle, and after POST_ATTEMPTS cycles
+    gives it up with a dead letter naming the last status; the crawl-run record counts it; no request after."""
+    from coinpulse_crawl_dc.spiders.gallery import POST_ATTEMPTS
+
+    env = crawler_env(stack, topics, sim, tmp_path, unique)
+    posts = http(f"{sim}/sim/state")["galleries"]["bitcoins_new1"]["posts"]
+    broken = max(p["post_no"] for p in posts if not p["deleted"])
+    http(f"{sim}/sim/control", {"fail_posts": {f"bitcoins_new1/{broken}": 500}})
+    served = []
+    for _ in range(POST_ATTEMPTS + 1):
+        run_cycle(env, tmp_path)
+        served.append(http(f"{sim}/sim/state")["requests"].get("failed_view", 0))
+    per_cycle = 1 + int(env.get("COINPULSE_DC_RETRY_TIMES", "3"))  # the request and Scrapy's retries
+    assert served == [per_cycle * (i + 1) for i in range(POST_ATTEMPTS)] + [per_cycle * POST_ATTEMPTS]
+
+    letters = [v for v in dead_letters_from(stack, sim) if f"no={broken}" in v["source"]]
+    assert len(letters) == 1, letters
+    [letter] = letters
+    assert letter["context"]["kind"] == "given_up" and f"post {broken}" in letter["reason"]
+    assert "HTTP 500" in letter["reason"] and f"failed in {POST_ATTEMPTS} cycles in a row" in letter["reason"]
+
+    got = read_all(stack, topics)
+    runs = [v for _, v in got[DC_CRAWL_RUN]]
+    assert [r["status"] for r in runs] == ["ok"] * (POST_ATTEMPTS - 1) + ["degraded", "ok"]
+    assert [r["skipped_posts"] for r in runs] == [0] * (POST_ATTEMPTS - 1) + [1, 0]
+    assert "1 of them after failed requests" in runs[POST_ATTEMPTS - 1]["reason"]
+    assert all(r["errors"] >= 1 for r in runs[:POST_ATTEMPTS]) and runs[-1]["errors"] == 0
+    # nothing else suffered: every other live post complete, the broken one as the list showed it
+    latest = {k: v for k, v in got[DC_POST]}
+    assert set(latest) == {f"bitcoins_new1/{p['post_no']}" for p in posts}
+    for p in posts:
+        v = latest[f"bitcoins_new1/{p['post_no']}"]
+        if p["post_no"] == broken:
+            assert (v["title"], v["body"]) == (p["title"], None)
+        elif not p["deleted"]:
+            assert (v["body"], v["reply_count"]) == (p["body"], p["reply_count"]), p["post_no"]

@@ -1,6 +1,7 @@
 """Whole cycles of the gallery spider in-process (no network, no Kafka): a site whose comment answers carry mistyped
-fields. The post does not stop its cycle, is retried a bounded number of cycles and then given up, and every cycle
-with dead letters says so in its dc.crawl-run record."""
+fields, or whose pages of one post keep failing (HTTP 5xx, timeouts, after Scrapy's retries). The post does not stop
+its cycle, is retried a bounded number of cycles and then given up, and every cycle with dead letters says so in its
+dc.crawl-run record."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from coinpulse_crawl_dc.gallery import Gallery
 from coinpulse_crawl_dc.pipelines import KafkaPipeline
 from coinpulse_crawl_dc.spiders.gallery import POST_ATTEMPTS, GallerySpider
 from coinpulse_crawl_dc.state import StateStore
+from prometheus_client import REGISTRY
 from scrapy.http import Request, TextResponse
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.internet.error import TimeoutError as TwistedTimeout
+from twisted.python.failure import Failure
 
 pytestmark = pytest.mark.unit
 BASE = "http://site.test"
@@ -48,18 +53,24 @@ def comment(n: int, **fields) -> dict:
 class Site:
     """Post 102 has a comment answer that does not parse (set `poison`); post 101 is fine."""
 
-    def __init__(self, poison: dict):
+    def __init__(self, poison: dict, failing: dict[tuple[str, int], int | Exception] | None = None):
         self.poison = poison
+        self.failing = failing or {}  # (view|comment, post_no) → the status (after retries) or exception it ends with
         self.comment_requests: list[int] = []
+        self.view_requests: list[int] = []
 
-    def answer(self, req: Request) -> str:
+    def answer(self, req: Request) -> str | int | Exception:
         u = urlparse(req.url)
         if "/lists/" in u.path:
             return f"<table><tbody>{list_row(102, 2)}{list_row(101, 1)}</tbody></table>"
         if "/view/" in u.path:
-            return view_page(int(parse_qs(u.query)["no"][0]))
+            no = int(parse_qs(u.query)["no"][0])
+            self.view_requests.append(no)
+            return self.failing.get(("view", no), view_page(no))
         no = int(parse_qs(req.body.decode())["no"][0])
         self.comment_requests.append(no)
+        if ("comment", no) in self.failing:
+            return self.failing[("comment", no)]
         if no == 102:
             return json.dumps({"total_cnt": "2", "comments": [comment(1021), comment(1022)], "pagination": "",
                                **self.poison})
@@ -96,8 +107,16 @@ def run_cycle(site: Site, store: StateStore) -> FakeSink:
     queue = [spider.list_request(1)]
     while queue:
         req = queue.pop(0)
-        resp = TextResponse(req.url, body=site.answer(req).encode(), encoding="utf-8", request=req)
-        for item in req.callback(resp):
+        answer = site.answer(req)
+        if isinstance(answer, str):
+            out = req.callback(TextResponse(req.url, body=answer.encode(), encoding="utf-8", request=req))
+        else:  # what reaches the errback once Scrapy's retries gave up: HttpError for a status, else the exception
+            err = answer if isinstance(answer, Exception) else HttpError(
+                TextResponse(req.url, status=answer, body=b"server error", request=req), "Ignoring non-200 response")
+            failure = Failure(err)
+            failure.request = req
+            out = req.errback(failure)
+        for item in out:
             if isinstance(item, Request):
                 queue.append(item)
             else:
@@ -144,6 +163,7 @@ PAGE_POISON = [{"total_cnt": [2]}, {"comments": {"0": comment(1021)}}, {"paginat
 def test_an_answer_that_does_not_parse_is_retried_a_bounded_number_of_cycles_then_given_up(poison, tmp_path):
     store = StateStore(tmp_path / "s.db")
     runs, fetched = [], []
+    given_up = given_up_count("parse")
     for _ in range(POST_ATTEMPTS + 2):
         site = Site(poison)
         sink = run_cycle(site, store)
@@ -158,6 +178,7 @@ def test_an_answer_that_does_not_parse_is_retried_a_bounded_number_of_cycles_the
     assert runs[POST_ATTEMPTS - 1]["dead_letters"] == 2  # the answer, and the post given up
     assert "1 posts given up" in runs[POST_ATTEMPTS - 1]["reason"]
     assert store.posts("g", 102, 102)[102].reply_count == 2  # planned again only when its reply count moves
+    assert given_up_count("parse") == given_up + 1
 
 
 def test_a_post_that_parses_again_starts_its_attempts_afresh(tmp_path):
@@ -178,3 +199,51 @@ def test_a_state_file_from_before_attempts_is_upgraded(tmp_path):
                      "INSERT INTO post VALUES ('g', 5, 1, 0, '{}');")
     db.close()
     assert StateStore(tmp_path / "s.db").posts("g", 0, 10)[5].attempts == 0
+
+
+@pytest.mark.parametrize("where,error,cause", [
+    ("view", 503, "HTTP 503"),
+    ("view", TwistedTimeout("Getting http://site.test/ took longer than 30.0 seconds."), "TimeoutError"),
+    ("comment", 500, "HTTP 500"),
+], ids=["view-503", "view-timeout", "comment-500"])
+def test_a_post_whose_requests_keep_failing_is_retried_a_bounded_number_of_cycles_then_given_up(
+        where, error, cause, tmp_path):
+    store = StateStore(tmp_path / "s.db")
+    runs, fetched, dead = [], [], []
+    given_up = given_up_count("request")
+    for _ in range(POST_ATTEMPTS + 2):
+        site = Site({}, failing={(where, 102): error})
+        sink = run_cycle(site, store)
+        runs.append(topic(sink, DC_CRAWL_RUN)[0][1])
+        fetched.append(102 in (site.view_requests if where == "view" else site.comment_requests))
+        dead.append(sink.dead)
+        assert {k for k, _ in topic(sink, DC_POST)} <= {"g/101", "g/102"}
+        assert store.watermark("g") == 102  # the broken post blocks nothing
+    # fetched in POST_ATTEMPTS cycles in a row, then given up: no request for it any more
+    assert fetched == [True] * POST_ATTEMPTS + [False, False]
+    assert dead[:POST_ATTEMPTS - 1] == [[]] * (POST_ATTEMPTS - 1) and dead[POST_ATTEMPTS:] == [[], []]
+    [letter] = dead[POST_ATTEMPTS - 1]
+    assert letter.startswith("given_up: post 102") and f"failed in {POST_ATTEMPTS} cycles in a row" in letter
+    assert cause in letter and "site.test" in letter, letter  # the last status / exception, and where
+    assert [r["skipped_posts"] for r in runs] == [0] * (POST_ATTEMPTS - 1) + [1, 0, 0]
+    assert [r["status"] for r in runs] == ["ok"] * (POST_ATTEMPTS - 1) + ["degraded", "ok", "ok"]
+    assert "1 of them after failed requests" in runs[POST_ATTEMPTS - 1]["reason"]
+    assert all(r["errors"] >= 1 for r in runs[:POST_ATTEMPTS])
+    assert store.posts("g", 102, 102)[102].attempts == 0  # planned again only when its reply count moves
+    assert given_up_count("request") == given_up + 1
+
+
+def given_up_count(cause: str) -> float:
+    return REGISTRY.get_sample_value("dc_crawl_given_up_posts_total", {"gallery": "g", "cause": cause}) or 0.0
+
+
+def test_a_post_whose_request_failed_once_is_complete_the_next_cycle(tmp_path):
+    store = StateStore(tmp_path / "s.db")
+    first = run_cycle(Site({}, failing={("view", 102): 500}), store)
+    assert store.posts("g", 102, 102)[102].attempts == 1 and first.dead == []
+    assert dict(topic(first, DC_POST))["g/102"]["body"] is None  # what the list showed, until the page comes
+    sink = run_cycle(Site({}), store)
+    assert dict(topic(sink, DC_POST))["g/102"]["body"] == "본문 102"
+    assert {k for k, _ in topic(sink, DC_COMMENT)} == {"g/102/1021", "g/102/1022"}
+    assert store.posts("g", 102, 102)[102].attempts == 0 and topic(sink, DC_CRAWL_RUN)[0][1]["status"] == "ok"
+

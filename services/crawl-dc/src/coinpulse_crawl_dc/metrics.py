@@ -26,8 +26,9 @@ ERRORS = Counter("dc_crawl_errors_total", "errors (failed requests, Kafka failur
 ALARMS = Counter("dc_crawl_parse_alarms_total", "pages/fields the parser expected but did not find", ["gallery", "kind"])
 DEAD_LETTERS = Counter("dc_crawl_dead_letters_total", "records sent to dlq.crawl-dc", ["gallery"])
 GIVEN_UP = Counter(
-    "dc_crawl_given_up_posts_total", "posts whose pages failed to parse too many cycles in a row (dead-lettered, "
-    "skipped until their reply count changes)", ["gallery"]
+    "dc_crawl_given_up_posts_total", "posts whose pages failed too many cycles in a row (dead-lettered, skipped until "
+    "their reply count changes), by the last failure's cause: parse (did not parse) or request (could not be fetched)",
+    ["gallery", "cause"]
 )
 CYCLES = Counter("dc_crawl_cycles_total", "crawl cycles by final status", ["gallery", "status"])
 CYCLE_SECONDS = Histogram(

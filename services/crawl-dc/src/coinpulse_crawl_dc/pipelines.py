@@ -55,7 +55,9 @@ class KafkaPipeline:
         if rep.status == "ok" and rep.dead_letters:  # finished, but not everything it read made it to silver
             rep.status = "degraded"
             rep.reason = (f"{rep.dead_letters} dead letters in dlq.crawl-dc ({rep.alarms} parse alarms, "
-                          f"{rep.skipped_posts} posts given up)")
+                          f"{rep.skipped_posts} posts given up"
+                          + (f", {rep.given_up_requests} of them after failed requests" if rep.given_up_requests
+                             else "") + ")")
         self.delta.watermark = spider.final_watermark()
         finished = int(time.time() * 1000)
         run = {

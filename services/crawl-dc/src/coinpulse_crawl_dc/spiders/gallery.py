@@ -8,11 +8,13 @@
 3. Run jobs one after another: view page, then every comment page. A job's records are yielded only when it is
    complete, together with its state delta (`JobDone`), so an interrupted cycle never half-emits a post.
 
-403/429 stop the cycle (status throttled); failed requests (after backoff retries) leave their job undone for the
-next cycle; parse alarms are counted, logged with the URL and dead-lettered. A post whose view page or comment
-answer does not parse is finished with what it has and fetched again next cycle, at most `POST_ATTEMPTS` cycles in
-a row: then it is given up (dead-lettered with the reason, counted in `skipped_posts`) and left alone until its
-reply count changes, so one poisonous post can neither stop a cycle nor cost every cycle a fetch forever.
+403/429 stop the cycle (status throttled); a failed list page (after backoff retries) ends the walk, the
+watermark stays; parse alarms are counted, logged with the URL and dead-lettered. A post whose view page or comment
+answer does not parse, or cannot be fetched (HTTP 5xx, timeout: after Scrapy's backoff retries), is finished with
+what it has and fetched again next cycle, at most `POST_ATTEMPTS` cycles in a row: then it is given up
+(dead-lettered with the reason: the parse alarm, or the last status / exception; counted in `skipped_posts` and
+`dc_crawl_given_up_posts_total{cause}`) and left alone until its reply count changes, so one poisonous or broken
+post can neither stop a cycle nor cost every cycle a fetch forever.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from coinpulse_crawl_dc.records import (
 from coinpulse_crawl_dc.state import PostState, StateDelta, StateStore
 
 STOP_CODES = (403, 429)
-POST_ATTEMPTS = 3  # cycles in a row a post's pages may fail to parse before it is given up
+POST_ATTEMPTS = 3  # cycles in a row a post's pages may fail (to parse, or to download) before it is given up
 GONE_CODES = (301, 302, 303, 307, 308, 404, 410)
 
 
@@ -91,6 +93,7 @@ class CycleReport:
     alarms: int = 0
     dead_letters: int = 0
     skipped_posts: int = 0  # given up after POST_ATTEMPTS failed cycles
+    given_up_requests: int = 0  # of which the last failure was a request's (not a parse)
     requests: int = 0
     pages_listed: int = 0
 
@@ -279,26 +282,29 @@ class GallerySpider(scrapy.Spider):
         request = failure.request
         self.report.errors += 1
         metrics.ERRORS.labels(self.gallery.id, "request").inc()
-        self.log.error("request_failed", url=request.url, error=repr(failure.value)[:300])
-        if "job" in request.meta:
-            yield from self.next_job()  # this job stays undone; the next cycle retries it
+        cause = request_failure(failure)
+        self.log.error("request_failed", url=request.url, error=cause)
+        if "job" in request.meta:  # finished with what it has, fetched again next cycle; bounded like a parse failure
+            yield from self.fail(request.meta["job"], f"could not be fetched (last: {cause} at {request.url})")
         else:
             self.report.status = "failed"
             self.report.reason = f"list page {request.meta.get('page')} failed: {failure.value!r}"[:500]
             yield from self.plan()  # walk incomplete: the watermark will not move
 
     # ---- completion -------------------------------------------------------------------------------------------
-    def fail(self, job: Job) -> Iterator[Any]:
-        """A page of this post did not parse (already dead-lettered): finish it with what it has and fetch it again
-        next cycle; the `max_attempts`-th failure in a row gives it up instead."""
+    def fail(self, job: Job, failed: str | None = None) -> Iterator[Any]:
+        """A page of this post did not parse (already dead-lettered), or could not be fetched (`failed` says how):
+        finish it with what it has and fetch it again next cycle; the `max_attempts`-th failure in a row gives it
+        up instead, with a dead letter naming the last failure."""
         attempts = (job.known.attempts if job.known is not None else 0) + 1
         give_up = attempts >= self.max_attempts
         if give_up:
             self.report.skipped_posts += 1
-            metrics.GIVEN_UP.labels(self.gallery.id).inc()
+            self.report.given_up_requests += failed is not None
+            metrics.GIVEN_UP.labels(self.gallery.id, "parse" if failed is None else "request").inc()
             self.alarm(Alarm("given_up", self.gallery.view_url(self.base, job.post_no),
-                             f"post {job.post_no}: {job.kind} did not parse in {attempts} cycles in a row; skipped "
-                             "until its reply count changes"))
+                             f"post {job.post_no}: {job.kind} failed in {attempts} cycles in a row, the last time: "
+                             f"{failed or 'did not parse'}; skipped until its reply count changes"[:1000]))
         if job.kind != "check" and (job.kind == "new" or job.view is not None):
             job.incomplete = not give_up
             job.attempts = 0 if give_up else attempts
@@ -376,6 +382,14 @@ class GallerySpider(scrapy.Spider):
             return None
         wm = max(eligible)
         return wm if self.watermark is None or wm > self.watermark else None
+
+
+def request_failure(failure: Any) -> str:
+    """What a failed request ended with: `HTTP <status>` for an answer the retries gave up on, else the exception."""
+    response = getattr(failure.value, "response", None)
+    if response is not None and getattr(response, "status", None) is not None:
+        return f"HTTP {response.status}"
+    return f"{type(failure.value).__name__}: {failure.value}"[:300]
 
 
 def _alarm_of(e: Exception, url: str, post_no: int) -> Alarm:
