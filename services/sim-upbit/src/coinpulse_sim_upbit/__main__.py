@@ -1,8 +1,13 @@
 """`python -m coinpulse_sim_upbit`: the local Upbit simulator (WebSocket + REST), or a recording generator.
 
-    python -m coinpulse_sim_upbit [--recording FILE] [--speed X] [--port N] [--seed S] [--markets ...]
+    python -m coinpulse_sim_upbit [--recording FILE | --scenario PATH [--history-hours H]] [--speed X] [--port N]
+        [--seed S] [--markets ...]
         [--disconnect-every S | --disconnect-every-frames N] [--min-disconnects K] [--duplicate-rate P] [--reorder-window N] [--malformed-rate P] [--rest-429-rate P]
     python -m coinpulse_sim_upbit --generate-recording OUT --minutes M [--seed S] [--markets ...]
+
+`--scenario default` (or a .toml path) serves the market of the shared simulated world (coinpulse_simworld), in
+wall-clock time, with `--history-hours` of past trades behind `/v1/trades/ticks`; sim-dcinside started with the
+same scenario serves the community of the same world.
 
 The default demo dataset is `services/sim-upbit/data/default.jsonl.gz`, made by
     python -m coinpulse_sim_upbit --generate-recording services/sim-upbit/data/default.jsonl.gz --minutes 60 --seed 1
@@ -19,12 +24,14 @@ from pathlib import Path
 from aiohttp import web
 from coinpulse_common.logging import configure, get_logger
 from coinpulse_common.settings import get_settings
+from coinpulse_simworld import ScenarioError, World, load_scenario
 
 from coinpulse_sim_upbit.feed import run_feed
 from coinpulse_sim_upbit.fields import msg_type
 from coinpulse_sim_upbit.hub import Faults, Hub
 from coinpulse_sim_upbit.market import MarketGenerator
 from coinpulse_sim_upbit.recording import SequentialIds, generate_recording, read_recording, shift_times
+from coinpulse_sim_upbit.scenario import ScenarioMarket
 from coinpulse_sim_upbit.server import SimServer
 
 log = get_logger("coinpulse.sim_upbit")
@@ -41,6 +48,10 @@ def _markets(values: list[str] | None) -> list[str] | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="coinpulse sim upbit", description=__doc__.split("\n")[0])
     p.add_argument("--recording", help="replay this recording (JSON lines, .gz ok); 'default' = the shipped dataset")
+    p.add_argument("--scenario", metavar="PATH",
+                   help="serve the shared simulated world of this scenario ('default' = the shipped one) in wall time")
+    p.add_argument("--history-hours", type=float, default=0.0,
+                   help="scenario: hours of past trades served by /v1/trades/ticks before the live feed")
     p.add_argument("--speed", type=float, default=1.0, help="replay/generation speed; 0 = as fast as possible")
     p.add_argument("--rate", type=float, default=0.0, help="pace at exactly this many frames/s (overrides --speed)")
     p.add_argument("--port", type=int, default=None, help="port (default COINPULSE_SIM_UPBIT_PORT or 28090)")
@@ -89,7 +100,21 @@ async def serve(args: argparse.Namespace) -> None:
                      malformed_rate=args.malformed_rate, rest_429_rate=args.rest_429_rate,
                      min_disconnects=args.min_disconnects), seed=args.seed)
     markets = _markets(args.markets)
-    if args.recording:
+    wall_clock = False
+    if args.scenario:
+        try:
+            world = World(load_scenario(args.scenario).subset(markets))
+        except ScenarioError as e:
+            raise SystemExit(f"--scenario: {e}") from None
+        sm = ScenarioMarket(world, history_hours=args.history_hours)
+        hub.markets = list(sm.codes)
+        hub.tickers.update(sm.initial_tickers())
+        hub.past = sm.past_trades
+        events = sm.events()
+        wall_clock = True
+        log.info("scenario_loaded", scenario=world.scenario.source, seed=world.scenario.seed,
+                 markets=len(hub.markets), history_hours=args.history_hours, start_ms=sm.start_ms)
+    elif args.recording:
         path = DEFAULT_DATASET if args.recording == "default" else Path(args.recording)
         events = _recording_events(path, markets, args.keep_times, hub)
     else:
@@ -105,13 +130,14 @@ async def serve(args: argparse.Namespace) -> None:
     port = args.port or get_settings().sim_upbit_port
     await web.TCPSite(runner, args.host, port).start()
     log.info("listening", url=f"ws://{args.host}:{port}/websocket/v1", markets=len(hub.markets),
-             source=args.recording or "generated")
+             source=args.scenario and f"scenario {args.scenario}" or args.recording or "generated")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     feed = asyncio.create_task(run_feed(hub, events, args.speed, args.rate, args.duration, args.restamp,
-                                        server.subscribed if args.wait_clients else None, args.limit))
+                                        server.subscribed if args.wait_clients else None, args.limit,
+                                        wall_clock=wall_clock))
     await stop.wait()
     feed.cancel()
     await runner.cleanup()
@@ -119,6 +145,10 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.scenario and args.recording:
+        raise SystemExit("--scenario and --recording are two different sources: give one")
+    if args.history_hours < 0 or (args.history_hours and not args.scenario):
+        raise SystemExit("--history-hours needs --scenario and must be >= 0")
     configure()
     if args.generate_recording:
         n = generate_recording(args.generate_recording, args.minutes, seed=args.seed, markets=_markets(args.markets),

@@ -21,7 +21,7 @@ def _faults_done(hub: Hub) -> bool:
 
 async def run_feed(hub: Hub, events: Iterable[tuple[int, dict[str, Any]]], speed: float = 1.0, rate: float = 0.0,
                    duration_s: float = 0.0, restamp: bool = False, start: asyncio.Event | None = None,
-                   limit: int = 0) -> int:
+                   limit: int = 0, wall_clock: bool = False) -> int:
     """Publish `(pace time ms, DEFAULT message)` events. speed 0 and rate 0: as fast as clients take them.
 
     rate > 0 paces at exactly `rate` frames/s; restamp sets each message's timestamps to the send time (latency
@@ -32,7 +32,7 @@ async def run_feed(hub: Hub, events: Iterable[tuple[int, dict[str, Any]]], speed
     if start is not None:
         await start.wait()
     t0 = time.monotonic()
-    t0_ev: int | None = None
+    t0_ev: int | None = int(time.time() * 1000) if wall_clock and speed == 1 and rate <= 0 else None
     n = 0
     for t, msg in events:
         if t0_ev is None:

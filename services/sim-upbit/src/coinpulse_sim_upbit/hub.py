@@ -8,8 +8,10 @@ window, malformed frames) before its sender task writes the frames.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,11 +147,15 @@ class Hub:
     def __post_init__(self) -> None:
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.sid_index: dict[str, dict[int, int]] = {}
+        self.sids: dict[str, list[int]] = {}  # published ids per market, in publish order
         self.latest: dict[tuple[str, str], Event] = {}
         self.tickers: dict[str, dict[str, Any]] = {}
         self.conns: set[Conn] = set()
         self.markets: list[str] = []
         self.finish_requested = False  # POST /sim/finish: end the feed at the next frame
+        # scenario mode: (market, before sequential_id or None, count) -> older trade frames, newest first: the
+        # trades before the live feed started, which `/v1/trades/ticks` pages into after the published ones
+        self.past: Callable[[str, int | None, int], list[dict[str, Any]]] | None = None
 
     def publish(self, kind: str, market: str, msg: dict[str, Any]) -> Event:
         ev = Event(kind, market, msg)
@@ -161,6 +167,7 @@ class Hub:
                 hist = self.history.setdefault(market, [])
                 idx[sid] = len(hist)
                 hist.append(msg)
+                self.sids.setdefault(market, []).append(sid)
                 self.stats.trades += 1
         elif kind == "ticker":
             self.tickers[market] = msg
@@ -177,15 +184,35 @@ class Hub:
                 await c.drained.wait()
 
     def trades_page(self, market: str, count: int, cursor: int | None) -> list[dict[str, Any]] | None:
-        """`/v1/trades/ticks`: newest first, `count` trades from just before `cursor` (a sequential_id)."""
+        """`/v1/trades/ticks`: newest first, `count` trades from just before `cursor` (a sequential_id).
+
+        With a past (scenario mode), a page that reaches the oldest published trade goes on into the past, and a
+        cursor that is not a published trade pages from the trades older than it (ids rise with time there).
+        """
         hist = self.history.get(market)
-        if hist is None:
+        if self.past is None:
+            if hist is None:
+                return None
+            end = len(hist)
+            if cursor is not None:
+                end = self.sid_index[market].get(cursor, end)
+            start = max(0, end - count)
+            return [_rest_trade(t) for t in reversed(hist[start:end])]
+        if market not in self.markets:
             return None
-        end = len(hist)
-        if cursor is not None:
-            end = self.sid_index[market].get(cursor, end)
+        hist = hist or []
+        if cursor is None:
+            end = len(hist)
+        else:
+            end = self.sid_index.get(market, {}).get(cursor)
+            if end is None:
+                end = bisect.bisect_left(self.sids.get(market, []), cursor)
         start = max(0, end - count)
-        return [_rest_trade(t) for t in reversed(hist[start:end])]
+        page = [_rest_trade(t) for t in reversed(hist[start:end])]
+        if len(page) < count and start == 0:
+            before = hist[0]["sequential_id"] if end > 0 else cursor
+            page.extend(_rest_trade(t) for t in self.past(market, before, count - len(page)))
+        return page
 
     def all_trades(self, market: str | None = None) -> list[dict[str, Any]]:
         out = []
