@@ -1,7 +1,7 @@
 """Gold KPI marts, recomputed from the 1-minute candles and mentions with window functions.
 
 Tables (schema `marts_schema`, created if absent; snapshots are replaced, series upserted, so a refresh is
-idempotent and a re-run converges):
+idempotent and a re-run converges; everything but the alert publication is one transaction):
 
 - `top_markets`     top 10 markets by trade value (Σ quote_volume) over the look-back, `rank()`;
 - `volatility`      stddev of 1-minute log returns per market (`lag()` over candles), `dense_rank()`;
@@ -9,22 +9,41 @@ idempotent and a re-run converges):
 - `price_community` per market and minute on a dense grid: forward-filled close, log return, volume, rolling
                     60-minute VWAP, mentions, sentiment, rolling correlations (mentions vs |return|, sentiment vs
                     return) and the mention z-score over the previous `spike_baseline_minutes`;
-- `lead_lag`        corr(mentions at t, return at t+k) for each lag k (`lead()` / `lag()` with a per-row offset);
 - `mention_spikes`  minutes whose z-score passes `spike_z` with at least `spike_min_mentions`; each is published
                     once to `mention.alert` (keyed `market|bucket_start`, a compacted topic, so a re-publish after a
                     crash is harmless) and then marked published.
+
+The link marts (contract shared with the dashboard; statistics in `linkstats.py`, which documents the method),
+snapshots over the last `link_lookback_minutes` of the same dense grid, every market of the grid. Lag k > 0: the
+community at minute t against the market at t + k, i.e. the community LEADS by k minutes; k < 0 it follows:
+
+- `lead_lag`     (market, metric, lag_minutes): corr, n (pairs), p_value (circular block permutation, seeded),
+                 significant (p_value < link_alpha / lags tested, Bonferroni), for every lag in
+                 [-link_max_lag_minutes, +link_max_lag_minutes] and metric `mentions_ret` (mentions vs 1-minute
+                 log return), `mentions_absret` (vs |return|), `sentiment_ret` (sentiment vs return); NULL where
+                 undefined (a constant series, too few pairs: no test);
+- `link_summary` (market, metric): best_lag (largest |corr|), best_corr, p_value (the best lag's), p_adjusted
+                 (Bonferroni, capped at 1), verdict (`community_leads` / `community_follows` / `together` when
+                 p_adjusted < link_alpha by the best lag's sign, else `no_link`; `insufficient_data` under
+                 `link_min_points` pairs or with a constant series), n, window_start, window_end;
+- `event_study`  (market, horizon_minutes) for each of `link_event_horizons_minutes`: the events (first minute of
+                 each run of minutes passing the `mention_spikes` rule within the look-back), mean cumulative log
+                 return and mean |1-minute return| over the next h minutes, each with a 95 % t-interval (NULL
+                 below two events).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import psycopg
 from coinpulse_common.logging import get_logger
 from coinpulse_common.topics import gold_key
 from psycopg import sql
 
+from coinpulse_flows import linkstats
 from coinpulse_flows.settings import FlowSettings
 
 log = get_logger("coinpulse.flows.marts")
@@ -46,8 +65,16 @@ CREATE TABLE IF NOT EXISTS {s}.price_community (
   corr_sentiment_ret float8, baseline_mean float8, baseline_std float8, zscore float8,
   as_of timestamptz NOT NULL, PRIMARY KEY (market, bucket_start));
 CREATE TABLE IF NOT EXISTS {s}.lead_lag (
-  market text NOT NULL, lag_minutes int NOT NULL, corr float8, n bigint, as_of timestamptz NOT NULL,
-  PRIMARY KEY (market, lag_minutes));
+  market text NOT NULL, metric text NOT NULL, lag_minutes int NOT NULL, corr float8, n bigint, p_value float8,
+  significant bool NOT NULL, as_of timestamptz NOT NULL, PRIMARY KEY (market, metric, lag_minutes));
+CREATE TABLE IF NOT EXISTS {s}.link_summary (
+  market text NOT NULL, metric text NOT NULL, best_lag int, best_corr float8, p_value float8, p_adjusted float8,
+  verdict text NOT NULL, n bigint, window_start timestamptz NOT NULL, window_end timestamptz NOT NULL,
+  as_of timestamptz NOT NULL, PRIMARY KEY (market, metric));
+CREATE TABLE IF NOT EXISTS {s}.event_study (
+  market text NOT NULL, horizon_minutes int NOT NULL, n_events int NOT NULL, mean_ret float8, ret_ci_low float8,
+  ret_ci_high float8, mean_absret float8, absret_ci_low float8, absret_ci_high float8, as_of timestamptz NOT NULL,
+  PRIMARY KEY (market, horizon_minutes));
 CREATE TABLE IF NOT EXISTS {s}.mention_spikes (
   market text NOT NULL, bucket_start timestamptz NOT NULL, mentions bigint NOT NULL, baseline_mean float8,
   baseline_std float8, zscore float8, detected_at timestamptz NOT NULL, published boolean NOT NULL DEFAULT false,
@@ -88,11 +115,12 @@ FROM {candles} c JOIN unnest(%(wins)s::int[]) AS w(m)
 GROUP BY w.m, c.market
 """
 
-# the link over a dense minute grid; the extra look-back (`warm`) feeds the baselines and the first returns
+# the link over a dense minute grid of `span` minutes (the longer of the rewritten window and the statistics'
+# look-back); the extra look-back (`warm`) feeds the baselines and the first returns
 LINK = """
 CREATE TEMP TABLE pc ON COMMIT DROP AS
 WITH bounds AS (
-  SELECT date_trunc('minute', %(as_of)s::timestamptz) - make_interval(mins => %(win)s + %(warm)s) AS lo,
+  SELECT date_trunc('minute', %(as_of)s::timestamptz) - make_interval(mins => %(span)s + %(warm)s) AS lo,
          date_trunc('minute', %(as_of)s::timestamptz) AS hi),
 markets AS (
   SELECT DISTINCT market FROM {candles}, bounds WHERE "interval" = '1m' AND bucket_start >= lo AND bucket_start < hi
@@ -152,16 +180,19 @@ WHERE bucket_start >= date_trunc('minute', %(as_of)s::timestamptz) - make_interv
 ON CONFLICT (market, bucket_start) DO NOTHING
 """
 
-LEAD_LAG = """
-INSERT INTO {s}.lead_lag
-SELECT market, k, corr(mentions::float8, shifted), count(shifted), %(as_of)s
-FROM (
-  SELECT pc.market, l.k, pc.mentions,
-         CASE WHEN l.k >= 0 THEN lead(pc.ret, l.k) OVER w ELSE lag(pc.ret, -l.k) OVER w END AS shifted
-  FROM pc CROSS JOIN unnest(%(lags)s::int[]) AS l(k)
-  WHERE pc.bucket_start >= date_trunc('minute', %(as_of)s::timestamptz) - make_interval(mins => %(win)s)
-  WINDOW w AS (PARTITION BY pc.market, l.k ORDER BY pc.bucket_start)) x
-GROUP BY market, k
+# the dense series of the link statistics' look-back, per market in grid order; `spike` is the mention_spikes rule
+SERIES = """
+SELECT market, ret, mentions::float8, sentiment,
+       coalesce(baseline_n >= %(base)s AND mentions >= %(min_mentions)s AND """ + ZSCORE + """ >= %(z)s, false)
+FROM pc WHERE bucket_start >= date_trunc('minute', %(as_of)s::timestamptz) - make_interval(mins => %(lookback)s)
+ORDER BY market, bucket_start
+"""
+
+# lead_lag of the first version (market, lag_minutes, corr, n), before the statistics: lacks p_value
+OLD_LEAD_LAG = """
+SELECT 1 FROM information_schema.tables t WHERE t.table_schema = %s AND t.table_name = 'lead_lag'
+  AND NOT EXISTS (SELECT 1 FROM information_schema.columns c WHERE c.table_schema = t.table_schema
+                  AND c.table_name = 'lead_lag' AND c.column_name = 'p_value')
 """
 
 
@@ -175,7 +206,67 @@ def _sql(text: str, s: FlowSettings) -> sql.Composed:
 
 
 def ensure_marts(s: FlowSettings, conn: psycopg.Connection) -> None:
+    # marts are derived data, rebuilt by every refresh: a lead_lag table of the old shape is dropped and recreated
+    if conn.execute(OLD_LEAD_LAG, (s.marts_schema,)).fetchone():
+        log.info("lead_lag_recreated", schema=s.marts_schema, reason="old columns (no p_value, metric)")
+        conn.execute(_sql("DROP TABLE {s}.lead_lag", s))
     conn.execute(_sql(DDL, s))
+
+
+def link_config(s: FlowSettings) -> linkstats.LinkConfig:
+    return linkstats.LinkConfig(max_lag=s.link_max_lag_minutes, alpha=s.link_alpha, permutations=s.link_permutations,
+                                block=s.link_block_minutes, min_points=s.link_min_points,
+                                horizons=tuple(s.link_event_horizons_minutes), seed=s.link_seed)
+
+
+def link_series(rows: list[tuple]) -> dict[str, dict[str, np.ndarray]]:
+    """SERIES rows (market, ret, mentions, sentiment, spike), grouped by market, as float arrays (NULL -> NaN)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    if not rows:
+        return out
+    markets = [r[0] for r in rows]
+    vals = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=float)
+    cuts = [0] + [i for i in range(1, len(rows)) if markets[i] != markets[i - 1]] + [len(rows)]
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        v = vals[a:b]
+        out[markets[a]] = {"ret": v[:, 0], "mentions": v[:, 1], "sentiment": v[:, 2], "spikes": v[:, 3] > 0}
+    return out
+
+
+def link_rows(market: str, res: linkstats.MarketLink, as_of: datetime, lo: datetime, hi: datetime) -> dict:
+    """The rows of the three link marts for one market's statistics."""
+    return {
+        "lead_lag": [(market, metric, r.lag, r.corr, r.n, r.p_value, r.significant, as_of)
+                     for metric, rows in res.lead_lag.items() for r in rows],
+        "link_summary": [(market, metric, m.best_lag, m.best_corr, m.p_value, m.p_adjusted, m.verdict, m.n, lo, hi,
+                          as_of) for metric, m in res.summary.items()],
+        "event_study": [(market, e.horizon, e.n_events, e.mean_ret, e.ret_ci_low, e.ret_ci_high, e.mean_absret,
+                         e.absret_ci_low, e.absret_ci_high, as_of) for e in res.events],
+    }
+
+
+def refresh_link(s: FlowSettings, conn: psycopg.Connection, p: dict) -> dict[str, int]:
+    """lead_lag, link_summary and event_study from the `pc` grid of this transaction (replaced, not upserted)."""
+    hi = p["as_of"].astimezone(UTC).replace(second=0, microsecond=0)
+    lo = hi - timedelta(minutes=s.link_lookback_minutes)
+    series = link_series(conn.execute(_sql(SERIES, s), p).fetchall())
+    cfg = link_config(s)
+    tables: dict[str, list[tuple]] = {"lead_lag": [], "link_summary": [], "event_study": []}
+    verdicts: dict[str, int] = {}
+    for market, v in series.items():
+        # every market of the grid has the same length: one seeded draw of surrogates serves them all
+        res = linkstats.market_link(v["ret"], v["mentions"], v["sentiment"], v["spikes"], cfg)
+        for table, rows in link_rows(market, res, p["as_of"], lo, hi).items():
+            tables[table].extend(rows)
+        for m in res.summary.values():
+            verdicts[m.verdict] = verdicts.get(m.verdict, 0) + 1
+    for table, rows in tables.items():
+        conn.execute(_sql(f"DELETE FROM {{s}}.{table}", s))
+        with conn.cursor().copy(_sql(f"COPY {{s}}.{table} FROM STDIN", s)) as cp:
+            for row in rows:
+                cp.write_row(row)
+    log.info("link_marts", markets=len(series), window_start=lo.isoformat(), window_end=hi.isoformat(), **verdicts)
+    return {table: len(rows) for table, rows in tables.items()}
 
 
 @dataclass
@@ -186,6 +277,8 @@ class MartsResult:
     vwap: int
     price_community: int
     lead_lag: int
+    link_summary: int
+    event_study: int
     new_spikes: int
     published: int
 
@@ -194,7 +287,8 @@ def refresh_marts(s: FlowSettings, as_of: datetime | None = None, publish: bool 
     as_of = as_of or datetime.now(UTC)
     p = {"as_of": as_of, "win": s.mart_window_minutes, "wins": s.vwap_windows_minutes,
          "warm": s.spike_baseline_minutes + 1, "corr_rows": s.corr_window_rows - 1, "base": s.spike_baseline_minutes,
-         "lags": s.lead_lags, "z": s.spike_z, "min_mentions": s.spike_min_mentions, "now": datetime.now(UTC)}
+         "z": s.spike_z, "min_mentions": s.spike_min_mentions, "now": datetime.now(UTC),
+         "span": max(s.link_window_minutes, s.link_lookback_minutes), "lookback": s.link_lookback_minutes}
     counts = {}
     with psycopg.connect(s.pg_dsn()) as conn:
         ensure_marts(s, conn)
@@ -206,8 +300,7 @@ def refresh_marts(s: FlowSettings, as_of: datetime | None = None, publish: bool 
         link = {**p, "win": s.link_window_minutes}
         conn.execute(_sql(LINK, s), link)
         counts["price_community"] = conn.execute(_sql(LINK_WRITE, s), link).rowcount
-        conn.execute(_sql("DELETE FROM {s}.lead_lag", s))
-        counts["lead_lag"] = conn.execute(_sql(LEAD_LAG, s), link).rowcount
+        counts.update(refresh_link(s, conn, link))
         counts["new_spikes"] = conn.execute(_sql(SPIKES, s), link).rowcount
     published = publish_spikes(s) if publish else 0
     r = MartsResult(as_of.isoformat(), published=published, **counts)

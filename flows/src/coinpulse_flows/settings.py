@@ -37,11 +37,22 @@ class FlowSettings(Settings):
                                "rebuild 5m/1h from them")
     mentions_table: str = Field("gold.mentions_1m", description="1-minute mentions (columns of schemas/mention.avsc)")
     marts_schema: str = Field("marts", description="schema the KPI marts are written to")
-    mart_window_minutes: int = Field(24 * 60, description="look-back of the ranking and link marts")
+    mart_window_minutes: int = Field(24 * 60, description="look-back of the ranking marts (top markets, volatility)")
     link_window_minutes: int = Field(240, description="minutes of the price–community link rewritten per refresh")
     vwap_windows_minutes: list[int] = Field([5, 15, 60, 240, 1440], description="windows of the VWAP mart")
     corr_window_rows: int = Field(60, description="rows (minutes) of the rolling price–community correlation")
-    lead_lags: list[int] = Field([-10, -5, -1, 0, 1, 5, 10], description="lags (minutes) of the lead–lag mart")
+    link_lookback_minutes: int = Field(24 * 60, description="look-back (minutes of the dense minute grid) of the "
+                                       "lead–lag statistics and the event study")
+    link_max_lag_minutes: int = Field(15, description="lead–lag lags tested: every minute in [-max, +max]")
+    link_alpha: float = Field(0.05, description="significance level of the link verdict (Bonferroni over the lags)")
+    link_permutations: int = Field(999, description="block-permutation surrogates behind each lead–lag p-value")
+    link_block_minutes: int = Field(30, description="block length of the permutation (keeps the autocorrelation "
+                                    "of the community series within a block)")
+    link_min_points: int = Field(120, description="fewest minute pairs (at lag 0) a lead–lag test needs; fewer is "
+                                 "`insufficient_data`")
+    link_event_horizons_minutes: list[int] = Field([1, 5, 15, 30], description="horizons of the event study after "
+                                                   "mention spikes")
+    link_seed: int = Field(0, description="seed of the permutation surrogates (a refresh is deterministic)")
     spike_baseline_minutes: int = Field(60, description="rolling baseline of the mention z-score")
     spike_z: float = Field(3.0, description="z-score from which a minute is a mention spike")
     spike_min_mentions: int = Field(5, description="fewest mentions a spike must have")
@@ -121,6 +132,24 @@ def bound_problems(s: FlowSettings) -> list[str]:
          f"vwap_windows_minutes={s.vwap_windows_minutes}: each window must be at least 1 minute")
     need(0 <= s.check_grace_minutes < s.check_window_minutes, f"check_grace_minutes={s.check_grace_minutes}: must be "
          f"0 or more and below check_window_minutes={s.check_window_minutes} (the check would look at nothing)")
+    need(1 <= s.link_max_lag_minutes, f"link_max_lag_minutes={s.link_max_lag_minutes}: must be at least 1 (lag 0 "
+         "alone cannot tell who leads)")
+    need(0 < s.link_alpha < 1, f"link_alpha={s.link_alpha}: must be between 0 and 1")
+    n_lags = 2 * s.link_max_lag_minutes + 1
+    need(n_lags / (s.link_permutations + 1) < s.link_alpha, f"link_permutations={s.link_permutations}: too few for "
+         f"{n_lags} lags at link_alpha={s.link_alpha} (the smallest Bonferroni-adjusted p-value, {n_lags}/"
+         f"(permutations + 1), must be below alpha, or no link could ever be significant)")
+    need(s.link_block_minutes >= 1, f"link_block_minutes={s.link_block_minutes}: must be at least 1")
+    need(s.link_min_points >= 10, f"link_min_points={s.link_min_points}: must be at least 10 (a correlation over a "
+         "handful of minutes is noise)")
+    need(s.link_lookback_minutes >= max(4 * s.link_block_minutes, s.link_min_points, 4 * s.link_max_lag_minutes),
+         f"link_lookback_minutes={s.link_lookback_minutes}: must be at least 4 blocks (link_block_minutes="
+         f"{s.link_block_minutes}), link_min_points={s.link_min_points} and 4 × link_max_lag_minutes="
+         f"{s.link_max_lag_minutes} (the permutation needs blocks to shuffle, the test pairs to correlate)")
+    need(bool(s.link_event_horizons_minutes) and all(
+        1 <= h < s.link_lookback_minutes for h in s.link_event_horizons_minutes),
+         f"link_event_horizons_minutes={s.link_event_horizons_minutes}: each horizon must be at least 1 minute and "
+         f"below link_lookback_minutes={s.link_lookback_minutes}")
     need(s.lag_max >= 0, f"lag_max={s.lag_max}: must be 0 or more")
     need(s.tier_slack_days >= 0, f"tier_slack_days={s.tier_slack_days}: must be 0 or more")
     for name in ("tier_prefix", "backup_prefix", "backfill_s3_prefix"):
