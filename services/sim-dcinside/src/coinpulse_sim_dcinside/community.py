@@ -75,7 +75,8 @@ class Community:
     def __init__(self, galleries: list[tuple[str, str]], seed: int = 7, start: datetime | None = None):
         self.rng = random.Random(seed)
         self.live = False
-        self.clock = (start or datetime.now(KST)).astimezone(KST).replace(microsecond=0)
+        now = datetime.now(KST).replace(microsecond=0)
+        self.clock = min(start or now, now).astimezone(KST).replace(microsecond=0)  # never a start in the future
         self.galleries = {g: GallerySite(g, k) for g, k in galleries}
         self.token = f"{self.rng.getrandbits(96):024x}"
         self.next_post = 100_000
@@ -84,6 +85,7 @@ class Community:
             for title in ("비트코인 갤러리 이용 안내", "코인 리딩방·사기 신고 방법"):
                 p = self._post(g, notice=True)
                 p.title, p.head = title, "공지"
+        self._no_future(now)
 
     # ---- generation ------------------------------------------------------------------------------------
     def tick(self, lo: int = 3, hi: int = 60) -> datetime:
@@ -92,6 +94,30 @@ class Community:
             nxt = min(nxt, max(self.clock, datetime.now(KST).replace(microsecond=0)))
         self.clock = nxt
         return self.clock
+
+    def latest(self) -> datetime:
+        """The newest stamp on the site (a comment may be a second after the clock)."""
+        return max([self.clock, *(x for g in self.galleries.values() for p in g.posts.values()
+                                  for x in (p.created, *(c.created for c in p.comments)))])
+
+    def _no_future(self, now: datetime) -> timedelta:
+        shift = max(timedelta(0), self.latest() - now)
+        if shift:
+            for g in self.galleries.values():
+                for p in g.posts.values():
+                    p.created -= shift
+                    for c in p.comments:
+                        c.created -= shift
+            self.clock -= shift
+        return shift
+
+    def settle(self, now: datetime | None = None) -> timedelta:
+        """Move everything generated so far back in time so that nothing is stamped after the wall clock (a seeded
+        start plus its initial posts may end in the future), and stamp everything from now on no later than the
+        wall clock. Returns the shift."""
+        shift = self._no_future((now or datetime.now(KST)).astimezone(KST).replace(microsecond=0))
+        self.live = True
+        return shift
 
     def _sentence(self) -> str:
         r = self.rng
@@ -122,6 +148,8 @@ class Community:
         r = self.rng
         self.next_comment += 1
         created = max(self.tick(1, 30), p.created + timedelta(seconds=1))
+        if self.live:  # a second after its post, unless that is after the wall clock
+            created = min(created, max(p.created, datetime.now(KST).replace(microsecond=0)))
         roll = r.random()
         if roll < 0.05:
             c = Comment(self.next_comment, p.no, created, "", "관리자", "", "system", "광고 | 코인 시세 알림 앱 설치하기")
