@@ -30,9 +30,11 @@ from coinpulse_flows.settings import FlowSettings
 from coinpulse_flows.storage import Store
 
 log = get_logger("coinpulse.flows.checks")
+# set in a flow-run process and served by `coinpulse_flows serve` (flows.metrics): the value of the latest check
 RECORDS_LOST = Gauge(
     "coinpulse_consumer_records_lost", "records between a consumer group's committed offset and the partition's log "
-    "start offset: expired before the group read them (0 when none)", ["group", "topic", "partition"])
+    "start offset: expired before the group read them (0 when none)", ["group", "topic", "partition"],
+    multiprocess_mode="mostrecent")
 
 
 def _ident(qualified: str) -> sql.Composable:

@@ -1,10 +1,12 @@
-"""Deployments and their schedules, served by `python -m coinpulse_flows serve` (visible and runnable in the UI)."""
+"""Deployments and their schedules, served by `python -m coinpulse_flows serve` (visible and runnable in the UI),
+with the metrics their runs set on `flows_metrics_port` (see `metrics`)."""
 
 from __future__ import annotations
 
 from prefect import serve
 
-from coinpulse_flows import flows
+from coinpulse_flows import flows, metrics
+from coinpulse_flows.settings import FlowSettings
 
 # (flow, deployment name, cron in UTC or None for on-demand only, description)
 SCHEDULES = (
@@ -28,5 +30,7 @@ def deployments() -> list:
     return out
 
 
-def serve_all(limit: int | None = None) -> None:
-    serve(*deployments(), limit=limit)
+def serve_all(limit: int | None = None, only: list | None = None) -> None:
+    """Serve every deployment (or `only` these), with the flows' metrics on `flows_metrics_port` (flows.metrics)."""
+    metrics.start(FlowSettings())
+    serve(*(deployments() if only is None else only), limit=limit)
