@@ -158,3 +158,14 @@ def test_neutral_words_name_no_coin_and_carry_no_sentiment():
     m = matcher()
     for w in NEUTRAL:
         assert not m.mentions(w) and m.sentiment(w) == (0, 0), w
+
+
+def test_the_cli_scenario_site_starts_with_its_history_and_nothing_after_now():
+    from coinpulse_sim_dcinside.__main__ import build_scenario
+
+    site, wc = build_scenario(args(scenario="default", history_hours=1.0))
+    now = datetime.now(KST)
+    assert wc.counts["posts"] > 30 and wc.counts["over_capacity"] == 0
+    assert max(stamps(site.c)) <= now and site.posts_per_minute == 0, "no random community on top of the world"
+    with pytest.raises(SystemExit, match="no shipped scenario"):
+        build_scenario(args(scenario="nope", history_hours=0))

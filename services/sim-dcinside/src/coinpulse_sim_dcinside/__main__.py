@@ -16,14 +16,16 @@ import argparse
 import asyncio
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from coinpulse_common.settings import Settings
-from coinpulse_simworld import ScenarioError, World, load_scenario
 
 from coinpulse_sim_dcinside.app import Site
 from coinpulse_sim_dcinside.community import KST, Community
-from coinpulse_sim_dcinside.scenario import WorldCommunity
+
+if TYPE_CHECKING:
+    from coinpulse_sim_dcinside.scenario import WorldCommunity
 
 
 def _galleries(spec: str) -> list[tuple[str, str]]:
@@ -50,6 +52,11 @@ def build(args: argparse.Namespace) -> Site:
 
 
 def build_scenario(args: argparse.Namespace) -> tuple[Site, WorldCommunity]:
+    # imported here: the other modes run without the simworld package
+    from coinpulse_simworld import ScenarioError, World, load_scenario
+
+    from coinpulse_sim_dcinside.scenario import WorldCommunity
+
     try:
         world = World(load_scenario(args.scenario))
     except ScenarioError as e:

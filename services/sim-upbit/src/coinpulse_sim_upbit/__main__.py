@@ -24,14 +24,12 @@ from pathlib import Path
 from aiohttp import web
 from coinpulse_common.logging import configure, get_logger
 from coinpulse_common.settings import get_settings
-from coinpulse_simworld import ScenarioError, World, load_scenario
 
 from coinpulse_sim_upbit.feed import run_feed
 from coinpulse_sim_upbit.fields import msg_type
 from coinpulse_sim_upbit.hub import Faults, Hub
 from coinpulse_sim_upbit.market import MarketGenerator
 from coinpulse_sim_upbit.recording import SequentialIds, generate_recording, read_recording, shift_times
-from coinpulse_sim_upbit.scenario import ScenarioMarket
 from coinpulse_sim_upbit.server import SimServer
 
 log = get_logger("coinpulse.sim_upbit")
@@ -102,6 +100,11 @@ async def serve(args: argparse.Namespace) -> None:
     markets = _markets(args.markets)
     wall_clock = False
     if args.scenario:
+        # imported here: the other modes run without the simworld package
+        from coinpulse_simworld import ScenarioError, World, load_scenario
+
+        from coinpulse_sim_upbit.scenario import ScenarioMarket
+
         try:
             world = World(load_scenario(args.scenario).subset(markets))
         except ScenarioError as e:
