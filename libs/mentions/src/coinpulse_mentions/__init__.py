@@ -1,0 +1,1 @@
+"""The mention rules, once (see the package description)."""
