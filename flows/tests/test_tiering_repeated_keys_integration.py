@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from coinpulse_flows import layout, tiering
+from coinpulse_flows import layout, query, tiering
 from coinpulse_flows.query import run_query
 from coinpulse_flows.storage import Store
 
@@ -67,6 +67,14 @@ def test_a_repeated_key_is_returned_once_with_its_newest_values_in_every_tier(fl
         assert len(hits) == 1, f"candle (KRW-1, 1m, {day} 00:00) returned {len(hits)} times: {hits}"
         return hits[0][3:]
 
+    def deduplicated() -> bool:
+        """Whether the view pays for the dedupe (only while a key can repeat: a day in two sources)."""
+        con = query.connect(s)
+        try:
+            return query.RANK in query.build_views(s, con, store)[f"{schema}.candles"]
+        finally:
+            con.close()
+
     def parts():
         return sorted(o.key.rsplit("/", 1)[-1] for o in store.list(layout.day_prefix(f"{schema}.candles", day,
                                                                                         s.tier_prefix)))
@@ -75,9 +83,11 @@ def test_a_repeated_key_is_returned_once_with_its_newest_values_in_every_tier(fl
     assert len(original) == 2000 and candle(original) == (101.0, 0)
     (first,) = _tier(s)
     assert (first.state, first.rows) == ("tiered", 2000) and parts() == ["part-0.parquet"]
+    assert not deduplicated()  # the day is in one part only: the plain union
 
     # the corrected candle is in PostgreSQL, the old one in S3: once, the corrected values
     _replay(s, schema, day, 555.0, 1)
+    assert deduplicated()
     got = rows()
     assert len(got) == 2000 and candle(got) == (555.0, 1)
 
@@ -125,3 +135,27 @@ def test_a_repeated_key_is_returned_once_with_its_newest_values_in_every_tier(fl
     assert fourth.key.endswith("part-3.parquet")
     got = rows()
     assert len(got) == 2000 and candle(got) == (999.0, 3)
+
+
+
+def test_a_repeated_key_in_the_default_partition_is_returned_once(flow_env, helpers):
+    """A late row whose day has no partition lands in DEFAULT, which may hold any day: the view deduplicates then,
+    though every day is in one source only."""
+    s, schema = flow_env["settings"], flow_env["schema"]
+    day = helpers.today() - timedelta(days=15)
+    _candles(s, schema, day)
+    store = Store(s)
+    (first,) = _tier(s)
+    assert first.state == "tiered"
+    con = query.connect(s)
+    try:
+        assert query.RANK not in query.build_views(s, con, store)[f"{schema}.candles"]
+    finally:
+        con.close()
+    with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
+        c.execute(f"CREATE TABLE {schema}.candles_default PARTITION OF {schema}.candles DEFAULT")
+        c.execute(f"INSERT INTO {schema}.candles VALUES ('KRW-1', '1m', %s, 1234.0, 4)", (f"{day} 00:00:00+00",))
+        assert c.execute(f"SELECT count(*) FROM ONLY {schema}.candles_default").fetchone()[0] == 1
+    got = run_query(s, QUERY.format(schema=schema))[1]
+    hits = [r for r in got if r[:2] == ("KRW-1", "1m") and r[2].date() == day and r[2].hour == r[2].minute == 0]
+    assert len(got) == 2000 and [h[3:] for h in hits] == [(1234.0, 4)]
