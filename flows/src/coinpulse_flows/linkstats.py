@@ -157,48 +157,71 @@ def _shifted(y: np.ndarray, max_lag: int) -> np.ndarray:
 def null_corr(x: np.ndarray, ys: list[np.ndarray], max_lag: int, perms: np.ndarray) -> list[np.ndarray]:
     """Cross-correlations of every surrogate x[perm] with each y at lags -K..K: per y an array (surrogates, 2K+1).
 
-    The pairwise-complete sums of every surrogate and lag (pairs, Σx, Σx², Σy, Σy², Σxy) are matrix products of the
-    surrogates' values, squares and masks with the shifted masks, values and squares of y, per chunk of surrogates;
-    only the products that vary are computed (a complete x makes the y-side sums constant; series sharing a mask
-    share its products). The series are centred first, which keeps the one-pass variance formula accurate."""
+    The pairwise-complete sums of every surrogate and lag (pairs, Σx, Σx², Σy, Σy², Σxy) are products of the
+    surrogates' values, squares and masks with the shifted masks, values and squares of y, per chunk of surrogates.
+    Only the products that vary are matrix products: a complete x makes the y-side sums constant, a complete y makes
+    the x-side sums differences of prefix sums (the pairs of lag k are minutes max(0,-k) .. min(n,n-k)-1), series
+    sharing a mask share its products. The series are centred first, which keeps the one-pass variance accurate."""
     x = np.asarray(x, float)
     x = x - np.nanmean(x)
+    n, n_lags = len(x), 2 * max_lag + 1
     x_full = bool(np.isfinite(x).all())
-    n_lags = 2 * max_lag + 1
-    masks: list[np.ndarray] = []  # distinct masks of the ys, shifted
+    lag = np.arange(-max_lag, max_lag + 1)
+    lo_t, hi_t = np.maximum(0, -lag), np.minimum(n, n - lag)  # the minutes t paired at each lag
+    mask_keys: list[bytes] = []  # distinct masks of the ys
+    partial: list[np.ndarray] = []  # shifted masks of the incomplete ones
     mask_of, vals, sqs = [], [], []
     for y in ys:
         y = np.asarray(y, float)
         my = np.isfinite(y)
-        u = next((i for i, m in enumerate(masks) if np.array_equal(m[:, max_lag], my)), None)
-        if u is None:
-            masks.append(_shifted(my.astype(float), max_lag))
-            u = len(masks) - 1
-        mask_of.append(u)
+        key = my.tobytes()
+        if key not in mask_keys:
+            mask_keys.append(key)
+            partial.append(None if my.all() else _shifted(my.astype(float), max_lag))
+        mask_of.append(mask_keys.index(key))
         yc = np.where(my, y - y[my].mean(), 0.0)
         vals.append(_shifted(yc, max_lag))
         sqs.append(_shifted(yc * yc, max_lag))
-    nm, ny = len(masks), len(ys)
-    r_x = np.concatenate(masks + vals, axis=1)  # against x: Σx per mask, Σxy per y
-    r_xx = np.concatenate(masks, axis=1)  # against x²: Σx² per mask
-    r_m = np.concatenate(masks + vals + sqs, axis=1)  # against the mask of x: pairs, Σy, Σy²
+    cols = [m for m in partial if m is not None]
+    pos = {u: i for i, u in enumerate(u for u, m in enumerate(partial) if m is not None)}  # mask -> column block
+    npart, ny = len(cols), len(ys)
+    r_x = np.concatenate(cols + vals, axis=1)  # against x: Σx per incomplete mask, Σxy per y
+    r_xx = np.concatenate(cols, axis=1) if cols else None  # against x²: Σx² per incomplete mask
+    r_m = np.concatenate(cols + vals + sqs, axis=1)  # against the mask of x: pairs, Σy, Σy²
     const = r_m.sum(axis=0)  # the same sums when x has no gap
+    full_pairs = (hi_t - lo_t).astype(float)
     out = [np.empty((len(perms), n_lags)) for _ in ys]
 
     def col(a: np.ndarray, i: int) -> np.ndarray:
         return a[..., i * n_lags:(i + 1) * n_lags]
+
+    def ranged(a: np.ndarray) -> np.ndarray:  # Σ over the paired minutes of each lag: all but ≤ K at either end
+        zero = np.zeros((len(a), 1))
+        head = np.concatenate([zero, np.cumsum(a[:, :max_lag], axis=1)], axis=1)
+        tail = np.concatenate([zero, np.cumsum(a[:, :n - max_lag - 1:-1], axis=1)], axis=1)
+        return a.sum(axis=1, keepdims=True) - head[:, lo_t] - tail[:, n - hi_t]
 
     for lo in range(0, len(perms), _CHUNK):
         xs = x[perms[lo:lo + _CHUNK]]
         b = len(xs)
         mx = np.isfinite(xs)
         xv = np.where(mx, xs, 0.0)
-        p_x, p_xx = xv @ r_x, (xv * xv) @ r_xx
+        x2 = xv * xv
+        p_x = xv @ r_x
+        p_xx = x2 @ r_xx if r_xx is not None else None
         p_m = np.broadcast_to(const, (b, len(const))) if x_full else mx.astype(float) @ r_m
+        full_sums = None
         for i in range(ny):
             u = mask_of[i]
-            cnt, sx, sxx = col(p_m, u), col(p_x, u), col(p_xx, u)
-            sy, syy, sxy = col(p_m, nm + i), col(p_m, nm + ny + i), col(p_x, nm + i)
+            if partial[u] is None:  # y complete: x-side sums over each lag's range of minutes
+                if full_sums is None:
+                    full_sums = (np.broadcast_to(full_pairs, (b, n_lags)) if x_full else ranged(mx.astype(float)),
+                                 ranged(xv), ranged(x2))
+                cnt, sx, sxx = full_sums
+            else:
+                j = pos[u]
+                cnt, sx, sxx = col(p_m, j), col(p_x, j), col(p_xx, j)
+            sy, syy, sxy = col(p_m, npart + i), col(p_m, npart + ny + i), col(p_x, npart + i)
             with np.errstate(divide="ignore", invalid="ignore"):
                 vx = sxx - sx * sx / cnt
                 vy = syy - sy * sy / cnt
