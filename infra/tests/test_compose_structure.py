@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 STATEFUL = {"kafka": "kafka_port", "postgres": "postgres_port", "registry": "registry_port",
             "connect": "connect_port", "s3": "s3_port", "prefect": "prefect_port"}
-COINPULSE = {"ingest-upbit", "crawl-dc", "candle-agent", "sink", "sim-upbit", "sim-dcinside"}
+COINPULSE = {"ingest-upbit", "crawl-dc", "candle-agent", "sink", "sim-upbit", "sim-dcinside", "dashboard"}
+PYTHON_DOCKERFILE = "docker/python-service.Dockerfile"
 
 
 def test_every_stateful_service_has_a_healthcheck():
@@ -49,9 +51,55 @@ def test_builds_point_at_existing_dockerfiles_from_the_repo_root():
         assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
         text = dockerfile.read_text()
         assert text.startswith("#") and "FROM " in text
-    for svc in COINPULSE:
-        assert (ROOT / "services" / svc / "Dockerfile").is_file()
-        assert SERVICES[svc]["build"]["dockerfile"] == f"services/{svc}/Dockerfile"
+
+
+def _workspace_members() -> dict[str, Path]:
+    """uv workspace package name -> its folder, from the root pyproject's member list."""
+    members = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]["members"]
+    return {tomllib.loads((ROOT / m / "pyproject.toml").read_text())["project"]["name"]: ROOT / m for m in members}
+
+
+def test_every_python_image_is_the_shared_dockerfile_with_workspace_packages():
+    members = _workspace_members()
+    python_images = {name for name, svc in SERVICES.items() if "build" in svc} - {"connect"}
+    assert python_images >= COINPULSE | {"init", "postgres-init"}
+    for name in python_images:
+        build = SERVICES[name]["build"]
+        assert build["dockerfile"] == PYTHON_DOCKERFILE, f"{name} is not built from {PYTHON_DOCKERFILE}"
+        packages = build.get("args", {}).get("PACKAGES", "").split()
+        assert packages, f"{name}: no PACKAGES build arg"
+        unknown = set(packages) - set(members)
+        assert not unknown, f"{name}: {sorted(unknown)} are not uv workspace members"
+    for name in COINPULSE:
+        # the service's own package, and its command runs that package's __main__
+        (package,) = SERVICES[name]["build"]["args"]["PACKAGES"].split()
+        assert package == f"coinpulse-{name}", name
+        module = package.replace("-", "_")
+        assert SERVICES[name]["command"] == ["python", "-m", module], name
+        assert (members[package] / "src" / module / "__main__.py").is_file(), f"{name}: {module} has no __main__"
+    scripts = tomllib.loads((members["coinpulse-platform"] / "pyproject.toml").read_text())["project"]["scripts"]
+    for name in ("init", "postgres-init"):
+        assert "coinpulse-platform" in SERVICES[name]["build"]["args"]["PACKAGES"].split()
+        assert "coinpulse-sink" in SERVICES[name]["build"]["args"]["PACKAGES"].split(), "init runs sink migrations"
+        assert SERVICES[name]["command"][0] in scripts, name
+
+
+def test_no_per_service_dockerfile_is_left_behind():
+    left = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("services/*/Dockerfile"), *ROOT.glob("*/Dockerfile")]
+                  if p.parent.name != "connect")
+    assert not left, f"per-service Dockerfiles next to {PYTHON_DOCKERFILE}: {left}"
+
+
+def test_shared_dockerfile_installs_the_packages_argument_frozen():
+    lines = [line.strip() for line in (ROOT / PYTHON_DOCKERFILE).read_text().splitlines()]
+    instructions = [line for line in lines if line and not line.startswith("#")]
+    arg = instructions.index("ARG PACKAGES")
+    run = next(i for i, line in enumerate(instructions) if line.startswith("RUN "))
+    copy = instructions.index("COPY . .")
+    assert copy < arg < run, "ARG PACKAGES must come after COPY (shared layers) and before the RUN that reads it"
+    text = "\n".join(instructions)
+    assert 'uv sync --frozen --no-dev "$@"' in text and '--package "$package"' in text
+    assert 'test -n "${PACKAGES:-}"' in text, "an empty PACKAGES must fail the build, not install nothing"
 
 
 def test_dependencies_wait_for_health_and_init_is_one_shot():
