@@ -38,21 +38,34 @@ def test_list_time_is_kst_converted_to_utc(page):
     assert rows[15230869].created_ms == 1767538799000  # 2026-01-04 23:59:59 KST = 14:59:59 UTC
 
 
-def test_markup_change_that_yields_zero_rows_is_an_alarm(page):
-    p = parse_list(page("list_markup_changed.html"), URL)
+def test_markup_change_that_yields_zero_rows_is_an_alarm(variant):
+    p = parse_list(variant("list_markup_changed"), URL)
     assert p.rows == []
     assert [a.kind for a in p.alarms] == ["list_empty"]
     assert p.alarms[0].url == URL
 
 
-def test_empty_board_is_not_an_alarm(page):
-    p = parse_list(page("list_empty_board.html"), URL)
+def test_empty_board_is_not_an_alarm(variant):
+    p = parse_list(variant("list_empty_board"), URL)
     assert (p.rows, p.alarms, p.empty_board) == ([], [], True)
 
 
-def test_row_missing_its_date_is_an_alarm_and_the_others_parse(page):
-    p = parse_list(page("list_missing_date.html"), URL)
+def test_row_missing_its_date_is_an_alarm_and_the_others_parse(variant):
+    p = parse_list(variant("list_missing_date"), URL)
     assert [r.post_no for r in p.rows] == [15230872, 15230869]
     assert len(p.alarms) == 1 and p.alarms[0].kind == "missing_field"
     assert "15230871" in p.alarms[0].detail and "gall_date" in p.alarms[0].detail
     assert 'data-no="15230871"' in p.alarms[0].fragment
+
+
+def test_derived_list_variants_differ_from_the_normal_page_only_where_intended(page, variant_changes):
+    assert variant_changes("list_markup_changed") == [
+        ([f'<tr class="ub-content us-post" data-no="{no}" data-type="{kind}" >'],
+         [f'<tr class="ub-post" data-no="{no}" data-type="{kind}" >'])
+        for no, kind in [(15230872, "icon_txt"), (15230871, "icon_pic"), (15230869, "icon_txt")]]
+    assert variant_changes("list_missing_date") == [
+        (['  <td class="gall_date" title="2026-01-05 09:10:02">09:10</td>'], ['  <td class="gall_date">09:10</td>'])]
+    ((gone, added),) = variant_changes("list_empty_board")
+    body = page("list_normal.html").decode().splitlines()
+    assert gone == body[body.index('<tbody class="listwrap2 ">'):body.index("</tbody>") + 1]
+    assert added == ['<tbody class="listwrap2 "><tr><td colspan="7" class="empty">등록된 게시물이 없습니다.</td></tr></tbody>']

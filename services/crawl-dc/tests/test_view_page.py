@@ -44,12 +44,20 @@ def test_deleted_post_alert_page_is_recognised(page):
     assert isinstance(v, DeletedView) and "삭제" in v.reason
 
 
-def test_missing_title_is_an_alarm_with_the_url(page):
+def test_missing_title_is_an_alarm_with_the_url(variant):
     with pytest.raises(ParseAlarm) as e:
-        parse_view(page("view_markup_changed.html"), URL)
+        parse_view(variant("view_markup_changed"), URL)
     assert e.value.alarm.kind == "missing_field" and e.value.alarm.url == URL and "title_subject" in e.value.alarm.detail
 
 
-def test_missing_token_parses_with_token_none(page):
-    v = parse_view(page("view_no_token.html"), URL)
+def test_missing_token_parses_with_token_none(variant):
+    v = parse_view(variant("view_no_token"), URL)
     assert isinstance(v, ViewPage) and v.token is None
+
+
+def test_derived_view_variants_differ_from_the_normal_page_only_where_intended(variant_changes):
+    assert variant_changes("view_markup_changed") == [
+        (['      <span class="title_subject">비트 1억 찍고 떡락 각 ㅋㅋ</span>'],
+         ['      <span class="subject_title">비트 1억 찍고 떡락 각 ㅋㅋ</span>'])]
+    assert variant_changes("view_no_token") == [
+        (['<input type="hidden" name="e_s_n_o" id="e_s_n_o" value="3eabc219ebdd65fe3eef85e7">'], [])]
