@@ -68,13 +68,23 @@ def _mark(folder: Path, stamp: str) -> None:
     (folder / ".complete").write_text(stamp)
 
 
-def _copy_deps(profile: str, out: Path, log: Path, stamp: str) -> None:
-    if _done(out, stamp):
+def _fill_once(folder: Path, stamp: str, message: str, progress: Callable[[str], None],
+               fill: Callable[[Path], None]) -> None:
+    """Unless `folder` is marked complete for `stamp`: say `message`, empty the folder, fill(folder), then mark it.
+
+    The marker is written last, so an interrupted fetch leaves no marker and the next start redoes that folder.
+    """
+    if _done(folder, stamp):
         return
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    progress(message)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    fill(folder)
+    _mark(folder, stamp)
+
+
+def _copy_deps(profile: str, out: Path, log: Path) -> None:
     _mvn([f"-P{profile}", f"{DEP_PLUGIN}:copy-dependencies", f"-DoutputDirectory={out}", "-DincludeScope=runtime"], log)
-    _mark(out, stamp)
 
 
 def _copy_artifact(coord: str, tmp: Path, log: Path) -> Path:
@@ -100,42 +110,26 @@ def ensure(progress: Callable[[str], None] = print) -> dict[str, Path]:
     tmp = root / ".download"
 
     kafka_lib = root / "kafka" / "lib"
-    if not _done(kafka_lib, f"kafka {v['kafka']}"):
-        progress(f"fetching Kafka {v['kafka']} (broker + Connect) from Maven Central")
-    _copy_deps("kafka", kafka_lib, log, f"kafka {v['kafka']}")
+    _fill_once(kafka_lib, f"kafka {v['kafka']}", f"fetching Kafka {v['kafka']} (broker + Connect) from Maven Central",
+               progress, lambda d: _copy_deps("kafka", d, log))
+    _fill_once(root / "plugins" / "apicurio-converter", f"converter {v['converter']}",
+               f"fetching the Apicurio Avro converter {v['converter']}", progress,
+               lambda d: _copy_deps("apicurio-converter", d, log))
 
-    conv = root / "plugins" / "apicurio-converter"
-    if not _done(conv, f"converter {v['converter']}"):
-        progress(f"fetching the Apicurio Avro converter {v['converter']}")
-    _copy_deps("apicurio-converter", conv, log, f"converter {v['converter']}")
+    def unpack(coord: str) -> Callable[[Path], None]:
+        return lambda d: _extract(_copy_artifact(coord, tmp, log), d)
 
-    jdbc = root / "plugins" / "debezium-connector-jdbc"
-    stamp = f"debezium {v['debezium']}"
-    if not _done(jdbc, stamp):
-        progress(f"fetching the Debezium JDBC sink {v['debezium']}")
-        shutil.rmtree(jdbc, ignore_errors=True)
-        jdbc.mkdir(parents=True)
-        _extract(_copy_artifact(f"io.debezium:debezium-connector-jdbc:{v['debezium']}:tar.gz:plugin", tmp, log), jdbc)
-        _mark(jdbc, stamp)
-
+    _fill_once(root / "plugins" / "debezium-connector-jdbc", f"debezium {v['debezium']}",
+               f"fetching the Debezium JDBC sink {v['debezium']}", progress,
+               unpack(f"io.debezium:debezium-connector-jdbc:{v['debezium']}:tar.gz:plugin"))
     apicurio = root / "apicurio"
-    stamp = f"apicurio {v['registry']}"
-    if not _done(apicurio, stamp):
-        progress(f"fetching Apicurio Registry {v['registry']} (~160 MB, first start only)")
-        shutil.rmtree(apicurio, ignore_errors=True)
-        apicurio.mkdir(parents=True)
-        _extract(_copy_artifact(f"io.apicurio:apicurio-registry-app:{v['registry']}:tar.gz:all", tmp, log), apicurio)
-        _mark(apicurio, stamp)
-
+    _fill_once(apicurio, f"apicurio {v['registry']}",
+               f"fetching Apicurio Registry {v['registry']} (~160 MB, first start only)", progress,
+               unpack(f"io.apicurio:apicurio-registry-app:{v['registry']}:tar.gz:all"))
     s3 = root / "s3proxy"
-    stamp = f"s3proxy {v['s3proxy']}"
-    if not _done(s3, stamp):
-        progress(f"fetching S3Proxy {v['s3proxy']}")
-        shutil.rmtree(s3, ignore_errors=True)
-        s3.mkdir(parents=True)
-        jar = _copy_artifact(f"org.gaul:s3proxy:{v['s3proxy']}:jar:jar-with-dependencies", tmp, log)
-        shutil.copy2(jar, s3 / "s3proxy.jar")
-        _mark(s3, stamp)
+    s3proxy_jar = f"org.gaul:s3proxy:{v['s3proxy']}:jar:jar-with-dependencies"
+    _fill_once(s3, f"s3proxy {v['s3proxy']}", f"fetching S3Proxy {v['s3proxy']}", progress,
+               lambda d: shutil.copy2(_copy_artifact(s3proxy_jar, tmp, log), d / "s3proxy.jar"))
 
     shutil.rmtree(tmp, ignore_errors=True)
     quarkus = next(apicurio.rglob("quarkus-run.jar"), None)
