@@ -10,6 +10,8 @@ import click
 from coinpulse_common.paths import state_dir
 from coinpulse_common.settings import get_settings
 
+from coinpulse_platform import services
+
 
 def _stack():
     from coinpulse_platform.stack import Stack
@@ -96,17 +98,21 @@ def logs(part: str, lines: int, follow: bool) -> None:
     subprocess.call(["tail", f"-n{lines}", *(["-F"] if follow else []), str(path)])
 
 
+def _run_named(name: str, table: dict[str, str], args: list[str]) -> None:
+    """Replace this process with the module `name` stands for in `table` (an unknown name is a usage error)."""
+    try:
+        module = services.module_for(name, table)
+    except KeyError as e:
+        raise click.ClickException(str(e)) from e
+    services.run_foreground(module, args)
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("service")
 @click.pass_context
 def run(ctx: click.Context, service: str) -> None:
     """Run one coinpulse service in the foreground (ingest-upbit, crawl-dc, candle-agent, sink, dashboard)."""
-    from coinpulse_platform import services
-    try:
-        module = services.module_for(service, services.SERVICES)
-    except KeyError as e:
-        raise click.ClickException(str(e)) from e
-    services.run_foreground(module, ctx.args)
+    _run_named(service, services.SERVICES, ctx.args)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -114,12 +120,7 @@ def run(ctx: click.Context, service: str) -> None:
 @click.pass_context
 def sim(ctx: click.Context, name: str) -> None:
     """Run a simulator in the foreground: `coinpulse sim upbit [...]`, `coinpulse sim dcinside [...]`."""
-    from coinpulse_platform import services
-    try:
-        module = services.module_for(name, services.SIMULATORS)
-    except KeyError as e:
-        raise click.ClickException(str(e)) from e
-    services.run_foreground(module, ctx.args)
+    _run_named(name, services.SIMULATORS, ctx.args)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -127,7 +128,6 @@ def sim(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def query(ctx: click.Context, sql: str) -> None:
     """One SQL query across PostgreSQL, the S3 Parquet tier and the local archive (DuckDB)."""
-    from coinpulse_platform import services
     services.run_foreground("coinpulse_flows", ["query", sql, *ctx.args])
 
 
@@ -135,7 +135,6 @@ def query(ctx: click.Context, sql: str) -> None:
 @click.pass_context
 def backfill(ctx: click.Context) -> None:
     """Rebuild silver and gold for a time range from bronze: `coinpulse backfill --from … --to … [--source …]`."""
-    from coinpulse_platform import services
     services.run_foreground("coinpulse_flows", ["backfill", *ctx.args])
 
 
