@@ -291,6 +291,8 @@ def refresh_marts(s: FlowSettings, as_of: datetime | None = None, publish: bool 
          "span": max(s.link_window_minutes, s.link_lookback_minutes), "lookback": s.link_lookback_minutes}
     counts = {}
     with psycopg.connect(s.pg_dsn()) as conn:
+        # one refresh at a time per schema: two would delete the same snapshots and collide inserting them again
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"coinpulse.marts.{s.marts_schema}",))
         ensure_marts(s, conn)
         for table, stmt in (("top_markets", TOP), ("volatility", VOLATILITY)):
             conn.execute(_sql(f"DELETE FROM {{s}}.{table} WHERE window_minutes = %(win)s", s), p)
