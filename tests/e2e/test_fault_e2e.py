@@ -35,11 +35,10 @@ import httpx
 import psutil
 import psycopg
 import pytest
-from coinpulse_candle_agent.matcher import default_matcher
-from coinpulse_candle_agent.mentions import doc_hits
 from coinpulse_candle_agent.reference import candle_diff, reference_candles
 from coinpulse_candle_agent.trades import Trade
 from coinpulse_common.settings import Settings
+from coinpulse_mentions import default_matcher, doc_hits
 from coinpulse_platform.isolated import cli, stack_env
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from coinpulse_candle_agent.clock import Timing
-from coinpulse_candle_agent.matcher import default_matcher
-from coinpulse_candle_agent.mentions import DocHits, MentionEngine, doc_hits
+from coinpulse_candle_agent.mentions import DocHits, MentionEngine
 from coinpulse_candle_agent.reference import reference_mentions
+from coinpulse_mentions import default_matcher, doc_hits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -115,7 +115,7 @@ def test_two_simulators_started_apart_show_the_same_posts():
 
 
 def matcher():
-    from coinpulse_candle_agent.matcher import default_matcher  # the agent that will count them
+    from coinpulse_mentions import default_matcher  # the rules the agent will count them with
 
     return default_matcher()
 

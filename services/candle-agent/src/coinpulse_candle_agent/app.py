@@ -28,14 +28,14 @@ import faust
 from coinpulse_common import topics
 from coinpulse_common.logging import get_logger
 from coinpulse_common.paths import state_dir
+from coinpulse_mentions import comment_document, default_matcher, document_hits, post_document
 from confluent_kafka.admin import AdminClient
 from faust.types import TP
 
 from coinpulse_candle_agent.bulk import use_bulk_transport
 from coinpulse_candle_agent.clock import Timing
 from coinpulse_candle_agent.engine import CandleEngine
-from coinpulse_candle_agent.matcher import default_matcher
-from coinpulse_candle_agent.mentions import DocHits, MentionEngine, doc_hits
+from coinpulse_candle_agent.mentions import DocHits, MentionEngine
 from coinpulse_candle_agent.settings import CandleSettings
 from coinpulse_candle_agent.state import PartitionEngines
 from coinpulse_candle_agent.trades import (
@@ -43,7 +43,6 @@ from coinpulse_candle_agent.trades import (
     FutureTimestamp,
     check_not_future,
     dead_letter_reason,
-    to_ms,
     trade_from_record,
 )
 from coinpulse_candle_agent.wire import AvroValueDecoder, AvroValueEncoder
@@ -264,18 +263,11 @@ class CandleAgent:
     def _doc_hits(self, topic: str, raw: bytes | None, offset: int) -> list[tuple[int, DocHits | None]]:
         if raw is None:
             raise ValueError("null value")
-        if topic == self.s.candle_post_topic:
-            rec = self.doc_codec.decode(raw)
-            doc = f"p:{rec['gallery']}/{rec['post_no']}"
-            text = rec["title"] + ("\n" + rec["body"] if rec.get("body") else "")
-            has_body = rec.get("body") is not None
-        else:
-            rec = self.doc_codec.decode(raw)
-            doc = f"c:{rec['gallery']}/{rec['post_no']}/{rec['comment_no']}"
-            text, has_body = rec["text"] or "", True
-        ts = to_ms(rec["created_at"])
+        rec = self.doc_codec.decode(raw)
+        d = post_document(rec) if topic == self.s.candle_post_topic else comment_document(rec)
+        ts = d.ts
         check_not_future("created_at", ts, now_ms(), self.max_future_ms)  # would drag mention event time forward
-        hits = doc_hits(self.matcher, doc, ts, text, has_body, offset)
+        hits = document_hits(self.matcher, d, offset)
         return [(ts, h) for h in hits] or [(ts, None)]
 
     async def _count_mentions(self, stream: Any) -> None:

@@ -1,76 +1,27 @@
-"""Mention rules: per market per minute, mentions, distinct posts and comments, lexicon sentiment.
+"""The streaming mention engine: per market per minute, mentions, distinct posts and comments, lexicon sentiment.
 
-Input is one `DocHits` per (document, market): what one version of a post or comment says about one market,
-with the document's event time (created_at). A document seen again (re-crawl, view page fetched later) replaces
-its earlier contribution, except that a version without a body never replaces one with a body. A version is
-ordered by its source record's offset (a document always lives in one partition of its topic), so a replay of
-older versions after a restart changes nothing. The minute bucket
-follows the candle clock (clock.py): emitted with revision 0 when event time passes end + grace, re-emitted with
-revision + 1 when a change arrives within the lateness, later input is counted as late.
+The rules themselves live in `coinpulse_mentions` (documents.py: what a document version says, `replaces`,
+`mention_record`; the same rules the flows' mention rebuild applies). Input is one `DocHits` per (document,
+market): what one version of a post or comment says about one market, with the document's event time
+(created_at). A document seen again (re-crawl, view page fetched later) replaces its earlier contribution, except
+that a version without a body never replaces one with a body. A version is ordered by its source record's offset
+(a document always lives in one partition of its topic), so a replay of older versions after a restart changes
+nothing. The minute bucket follows the candle clock (clock.py): emitted with revision 0 when event time passes
+end + grace, re-emitted with revision + 1 when a change arrives within the lateness, later input is counted as late.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
+
+from coinpulse_mentions import DocHits, contribution, mention_record, minute_of, replaces
 
 from coinpulse_candle_agent.candles import MINUTE_MS
 from coinpulse_candle_agent.clock import Schedule, Timing
-from coinpulse_candle_agent.matcher import MentionMatcher
 
 WATERMARK_KEY = "w"
-
-
-class DocHits(NamedTuple):
-    doc: str  # "p:<gallery>/<post_no>" or "c:<gallery>/<post_no>/<comment_no>"
-    market: str
-    ts: int  # created_at, epoch ms
-    mentions: int
-    positive: int
-    negative: int
-    has_body: bool  # posts: the body was known; comments: always True
-    version: int = -1  # offset of the source record (post or comment topic); -1: unordered
-
-    @property
-    def is_post(self) -> bool:
-        return self.doc.startswith("p:")
-
-    def to_json(self) -> list:
-        return list(self)
-
-    @classmethod
-    def from_json(cls, v: list) -> DocHits:
-        return cls(*v)
-
-
-def doc_hits(matcher: MentionMatcher, doc: str, ts: int, text: str, has_body: bool, version: int = -1) -> list[DocHits]:
-    """What one document version says about each market it mentions."""
-    hits = matcher.mentions(text)
-    if not hits:
-        return []
-    pos, neg = matcher.sentiment(text)
-    counts: dict[str, int] = {}
-    for h in hits:
-        counts[h.market] = counts.get(h.market, 0) + 1
-    return [DocHits(doc, m, ts, n, pos, neg, has_body, version) for m, n in sorted(counts.items())]
-
-
-def mention_record(market: str, start: int, docs: dict[str, tuple], revision: int) -> dict[str, Any]:
-    mentions = sum(d[0] for d in docs.values())
-    positive = sum(d[1] for d in docs.values())
-    negative = sum(d[2] for d in docs.values())
-    posts = sum(1 for k in docs if k.startswith("p:"))
-    return {
-        "market": market,
-        "bucket_start": start,
-        "mentions": mentions,
-        "posts": posts,
-        "comments": len(docs) - posts,
-        "positive": positive,
-        "negative": negative,
-        "sentiment": (positive - negative) / max(1, positive + negative),
-        "revision": revision,
-    }
+__all__ = ["WATERMARK_KEY", "DocHits", "MentionEngine"]
 
 
 class MentionEngine:
@@ -92,7 +43,7 @@ class MentionEngine:
         return mention_record(key[0], key[1], b["docs"], b["r"])
 
     def add(self, h: DocHits) -> tuple[str, list[dict[str, Any]]]:
-        start = h.ts - h.ts % MINUTE_MS
+        start = minute_of(h.ts)
         if self.timing.is_late(start + MINUTE_MS, self.watermark):
             self.late += 1
             return "late", []
@@ -102,10 +53,9 @@ class MentionEngine:
             b = self.buckets[key] = {"docs": {}, "r": -1}
             end = start + MINUTE_MS
             self.schedule.add(self.timing.close_at(end), self.timing.expire_at(end), (h.market, start), key)
-        old = b["docs"].get(h.doc)
-        new = (h.mentions, h.positive, h.negative, h.has_body, h.version)
+        new = contribution(h)
         emits: list[dict[str, Any]] = []
-        if old is not None and (old[:4] == new[:4] or (old[3] and not h.has_body) or 0 <= h.version <= old[4]):
+        if not replaces(b["docs"].get(h.doc), new):
             self.unchanged += 1
             status = "unchanged"
         else:

@@ -1,6 +1,7 @@
 """Coin mentions and lexicon sentiment in gallery text, with one Aho-Corasick automaton each (pyahocorasick).
 
-Rules (data in `data/aliases.json` and `data/lexicon.json`, both versioned):
+Rules (data in `data/aliases.json` and `data/lexicon.json`, package data of coinpulse_mentions, both versioned;
+`load_matcher(aliases_path=..., lexicon_path=...)` builds a matcher from other files of the same format):
 - Korean aliases (`ko`) match at the start of a Hangul word (the character before is not Hangul or a letter or
   digit) and either end the word or are followed by exactly one particle from the dictionary's list
   (비트코인이, 이더리움으로, 리플도). An alias inside a longer Hangul word (트리플, 비트코인캐시 for 비트코인)
@@ -17,6 +18,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import ahocorasick
 
@@ -57,6 +59,11 @@ def _leftmost_longest(cands: list[tuple[int, int, object]]) -> list[tuple[int, i
 
 class MentionMatcher:
     def __init__(self, aliases: dict, lexicon: dict):
+        for name, d, keys in (("alias dictionary", aliases, ("version", "particles", "markets")),
+                              ("lexicon", lexicon, ("version", "positive", "negative"))):
+            missing = [k for k in keys if not isinstance(d, dict) or k not in d]
+            if missing:
+                raise ValueError(f"the {name} has no {', '.join(missing)}")
         self.alias_version = aliases["version"]
         self.lexicon_version = lexicon["version"]
         self.particles = frozenset(aliases["particles"])
@@ -122,9 +129,36 @@ class MentionMatcher:
 
 
 def _load(name: str) -> dict:
-    return json.loads(resources.files("coinpulse_candle_agent.data").joinpath(name).read_text("utf-8"))
+    return json.loads(resources.files("coinpulse_mentions").joinpath("data", name).read_text("utf-8"))
+
+
+def _load_file(path: str | Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text("utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read the mention dictionary {path}: {e}") from e
+
+
+def default_aliases() -> dict:
+    """The versioned alias dictionary shipped with the package (`data/aliases.json`)."""
+    return _load("aliases.json")
+
+
+def default_lexicon() -> dict:
+    """The versioned sentiment lexicon shipped with the package (`data/lexicon.json`)."""
+    return _load("lexicon.json")
 
 
 @lru_cache(maxsize=1)
 def default_matcher() -> MentionMatcher:
-    return MentionMatcher(_load("aliases.json"), _load("lexicon.json"))
+    return MentionMatcher(default_aliases(), default_lexicon())
+
+
+def load_matcher(aliases_path: str | Path | None = None, lexicon_path: str | Path | None = None) -> MentionMatcher:
+    """A matcher from custom dictionary files (same format); None or "" keeps the packaged file. Both default:
+    the shared `default_matcher()`."""
+    if not aliases_path and not lexicon_path:
+        return default_matcher()
+    aliases = _load_file(aliases_path) if aliases_path else default_aliases()
+    lexicon = _load_file(lexicon_path) if lexicon_path else default_lexicon()
+    return MentionMatcher(aliases, lexicon)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from coinpulse_candle_agent.matcher import default_matcher
+from coinpulse_mentions import default_matcher
 
 pytestmark = pytest.mark.unit
 
