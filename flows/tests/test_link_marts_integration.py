@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+from coinpulse_common.settings import READER_ROLE
 from coinpulse_flows import marts
 from scipy.signal import lfilter
 
@@ -149,6 +150,11 @@ def test_link_marts_find_the_planted_lead_and_follow(flow_env):
     again = marts.refresh_marts(s, as_of, publish=False)
     assert (again.lead_lag, again.link_summary, again.event_study) == (r.lead_lag, r.link_summary, r.event_study)
     assert _tables(s) == got
+    # the dashboard reads the marts as the read-only role: every link table is readable by it
+    with psycopg.connect(host=s.host, port=s.postgres_port, dbname=s.pg_database, user=READER_ROLE,
+                         password=s.pg_reader_password, autocommit=True) as c:
+        for t in ("lead_lag", "link_summary", "event_study", "price_community", "mention_spikes"):
+            c.execute(f"SELECT count(*) FROM {s.marts_schema}.{t}").fetchone()
     # two refreshes at once (a manual run during the scheduled one) take turns instead of colliding
     with ThreadPoolExecutor(2) as pool:
         both = list(pool.map(lambda _: marts.refresh_marts(s, as_of, publish=False), range(2)))

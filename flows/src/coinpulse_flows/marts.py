@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import psycopg
 from coinpulse_common.logging import get_logger
+from coinpulse_common.settings import READER_ROLE
 from coinpulse_common.topics import gold_key
 from psycopg import sql
 
@@ -211,6 +212,10 @@ def ensure_marts(s: FlowSettings, conn: psycopg.Connection) -> None:
         log.info("lead_lag_recreated", schema=s.marts_schema, reason="old columns (no p_value, metric)")
         conn.execute(_sql("DROP TABLE {s}.lead_lag", s))
     conn.execute(_sql(DDL, s))
+    # the dashboard reads the marts as the read-only role (created by the stack's bootstrap; absent on a bare server)
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone():
+        for grant in ("GRANT USAGE ON SCHEMA {s} TO {r}", "GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r}"):
+            conn.execute(sql.SQL(grant).format(s=sql.Identifier(s.marts_schema), r=sql.Identifier(READER_ROLE)))
 
 
 def link_config(s: FlowSettings) -> linkstats.LinkConfig:

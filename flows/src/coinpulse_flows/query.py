@@ -43,6 +43,7 @@ import duckdb_extensions
 import psycopg
 import pyarrow.parquet as pq
 from coinpulse_common.logging import get_logger
+from coinpulse_common.settings import READER_ROLE
 from psycopg import sql
 
 from coinpulse_flows import layout
@@ -96,7 +97,7 @@ def connect(s: FlowSettings) -> duckdb.DuckDBPyConnection:
         f"CREATE SECRET coinpulse_s3 (TYPE s3, KEY_ID {_lit(s.s3_access_key)}, SECRET {_lit(s.s3_secret_key)}, "
         f"ENDPOINT {_lit(endpoint)}, USE_SSL {str(s.s3.startswith('https')).lower()}, URL_STYLE 'path', "
         f"REGION {_lit(s.s3_region)})")
-    dsn = (f"host={s.host} port={s.postgres_port} dbname={s.pg_database} user=coinpulse_reader "
+    dsn = (f"host={s.host} port={s.postgres_port} dbname={s.pg_database} user={READER_ROLE} "
            f"password={s.pg_reader_password}")
     con.execute(f"ATTACH {_lit(dsn)} AS pg (TYPE postgres, READ_ONLY)")
     return con

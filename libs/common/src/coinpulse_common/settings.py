@@ -10,6 +10,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+READER_ROLE = "coinpulse_reader"
+"""The read-only PostgreSQL role (dashboard, cross-tier query): SELECT on silver, gold and the marts."""
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COINPULSE_", env_file=".env", extra="ignore")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from coinpulse_common.paths import repo_root
-from coinpulse_common.settings import Settings
+from coinpulse_common.settings import READER_ROLE, Settings
 from pydantic import Field, model_validator
 
 
@@ -59,7 +59,7 @@ class DashboardSettings(Settings):
             repo_root() / "services/candle-agent/src/coinpulse_candle_agent/data/aliases.json")
 
     def reader_dsn(self) -> str:
-        return self.pg_dsn("coinpulse_reader", self.pg_reader_password)
+        return self.pg_dsn(READER_ROLE, self.pg_reader_password)
 
 
 @lru_cache(maxsize=1)
