@@ -1,5 +1,5 @@
 """`python -m coinpulse_flows serve | query "SQL" | backfill (--from … --to … | --loaded-from … --loaded-to …)
-[--source …] [--dry-run] | run <flow>`."""
+[--what trades|mentions] [--source …] [--late-s N] [--dry-run] | run <flow>`."""
 
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ def _backfill(args) -> int:
     from coinpulse_flows.settings import FlowSettings
 
     s = FlowSettings()
+    if args.what == "mentions":
+        return _backfill_mentions(s, args)
     by_event = args.start is not None or args.end is not None
     by_load = args.loaded_from is not None or args.loaded_to is not None
     if by_event == by_load or (by_event and None in (args.start, args.end)) or \
@@ -72,6 +74,30 @@ def _backfill(args) -> int:
             else:
                 start, end = _when(args.start), _when(args.end)
             r = rebuild(s, start, end, args.source, progress=progress, dry_run=args.dry_run)
+    except IncompleteSource as e:
+        print(str(e), file=sys.stderr)
+        return 3
+    if args.dry_run:
+        print(f"dry run, nothing changed: [{r.start}, {r.end}) from {r.source}", file=sys.stderr)
+        for table, n in r.replace.items():
+            print(f"  {table}: {n['now']} rows now, {n['rebuilt']} after the rebuild", file=sys.stderr)
+    print(json.dumps(r.__dict__, default=str))
+    return 0
+
+
+def _backfill_mentions(s, args) -> int:
+    from coinpulse_flows import mention_backfill as mb
+    from coinpulse_flows.backfill import IncompleteSource
+
+    if args.start is None or args.end is None or args.loaded_from is not None or args.loaded_to is not None:
+        print("backfill --what mentions: give --from and --to (the minutes, by document time)", file=sys.stderr)
+        return 2
+    try:
+        r = mb.rebuild(s, _when(args.start), _when(args.end), args.source, dry_run=args.dry_run,
+                       late_s=mb.LATE_S if args.late_s is None else args.late_s)
+    except mb.UnsupportedSource as e:
+        print(f"backfill: {e}", file=sys.stderr)
+        return 2
     except IncompleteSource as e:
         print(str(e), file=sys.stderr)
         return 3
@@ -112,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--loaded-from", help="instead of --from/--to: repair the minutes of the trades received (received_at)"
                    " from this ISO time, whole minute")
     b.add_argument("--loaded-to", help="end of the received_at window, exclusive, whole minute")
+    b.add_argument("--what", choices=("trades", "mentions"), default="trades",
+                   help="trades: silver trades and gold candles from upbit.raw; mentions: gold.mentions_1m from "
+                   "dc.post/dc.comment (kafka only)")
     b.add_argument("--source", choices=("kafka", "s3"), default="kafka")
+    b.add_argument("--late-s", type=int, default=None, help="mentions: seconds after --to whose later versions and "
+                   "comments are read (default 10800, the agent's mention lateness)")
     b.add_argument("--dry-run", action="store_true", help="print the rows per table now and after the rebuild; "
                    "change nothing")
     r = sub.add_parser("run", help="run one flow now (through the Prefect server)")

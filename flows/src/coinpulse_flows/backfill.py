@@ -113,22 +113,31 @@ def _hours_text(lo_ms: int, hi_ms: int) -> list[str]:
 
 
 class KafkaBronze:
-    """`upbit.raw` records with a timestamp in [start, end). The log must start before `start` in every partition
-    (an offset of the partition holds a record older than the window, or the log was never truncated)."""
+    """The records of one topic (`upbit.raw` by default) with a timestamp in [start, end). The log must start before
+    `start` in every partition (an offset of the partition holds a record older than the window, or the log was
+    never truncated); otherwise `missing` names the hours retention removed and nothing is yielded."""
 
     def __init__(self, s: FlowSettings, start: datetime, end: datetime, topic: str = UPBIT_RAW,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, schema_topic: str = UPBIT_RAW):
         self.s, self.start, self.end, self.topic, self.progress = s, start, end, topic, progress
+        self.schema_topic = schema_topic
         self.missing: list[str] = []
         self.detail: list[str] = []
 
     def frames(self) -> Iterator[dict[str, Any]]:
+        """The decoded values, in offset order per partition."""
         from coinpulse_common.avro import TopicCodec
+
+        codec = TopicCodec(self.topic, self.s, schema_topic=self.schema_topic)
+        for _, _, _, value in self.records():
+            yield codec.decode(value)
+
+    def records(self) -> Iterator[tuple[int, int, int, bytes | None]]:
+        """(partition, offset, Kafka timestamp ms, raw value) in offset order per partition."""
         from coinpulse_common.kafka import admin, consumer
         from confluent_kafka import TopicPartition
 
         s, topic, start, end, progress = self.s, self.topic, self.start, self.end, self.progress
-        codec = TopicCodec(topic, s, schema_topic=UPBIT_RAW)
         md = admin(s).list_topics(topic, timeout=10)
         if topic not in md.topics or md.topics[topic].error is not None:
             raise RuntimeError(f"topic {topic} does not exist")
@@ -172,7 +181,7 @@ class KafkaBronze:
                     progress(done, total)
                 if msg.offset() >= plan[p][1] - 1:
                     open_parts.discard(p)
-                yield codec.decode(msg.value())
+                yield p, msg.offset(), msg.timestamp()[1], msg.value()
             if open_parts:
                 raise TimeoutError(f"backfill: partitions {sorted(open_parts)} of {topic} not read to the end")
         finally:
