@@ -20,22 +20,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from coinpulse_candle_agent import synthetic
-from coinpulse_candle_agent.reference import candle_diff, reference_candles
-from coinpulse_candle_agent.sandbox import TopicSet, free_port, start_agent
 from coinpulse_candle_agent.trades import Trade
 from coinpulse_common import topics
 from coinpulse_common.avro import TopicCodec
 from coinpulse_common.kafka import producer
 from coinpulse_common.paths import repo_root, state_dir
 from coinpulse_common.settings import get_settings
+from coinpulse_testing import synthetic
+from coinpulse_testing.net import free_port
+from coinpulse_testing.procs import spawn, stop
+from coinpulse_testing.reference import candle_diff, reference_candles
+from coinpulse_testing.sandbox import TopicSet, start_agent
 from confluent_kafka import Consumer, TopicPartition
 
 ROOT = repo_root()
@@ -115,26 +116,11 @@ def create_plain_topic(s, name: str, partitions: int = 3) -> None:
     client.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(30)
 
 
-def pin(cmd: list[str], cpu: int) -> list[str]:
-    return ["taskset", "-c", str(cpu), *cmd]
-
-
 def start_quix(py: Path, s, topic: str, out: str, group: str, cpu: int, log: Path) -> subprocess.Popen:
     cmd = [str(py), str(ROOT / "bench" / "_quix_candles.py"), "--broker", s.bootstrap, "--registry", s.registry,
            "--input", topic, "--output", out, "--group", group, "--grace-ms", str(GRACE_MS),
            "--state-dir", str(state_dir() / "bench-quix-state" / group)]
-    with open(log, "ab") as f:
-        return subprocess.Popen(pin(cmd, cpu), stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    return spawn(cmd, log, cpu=cpu)
 
 
 def run_until_complete(name: str, proc: subprocess.Popen, reader: Reader, want: dict, started: float,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,9 @@ from pathlib import Path
 from coinpulse_crawl_dc.parsers import parse_list, parse_view
 from coinpulse_sim_dcinside import render
 from coinpulse_sim_dcinside.community import KST, Community
+from coinpulse_testing.net import free_port, get_json
+from coinpulse_testing.procs import spawn_python, stop
+from coinpulse_testing.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / "results" / "venv-crawl-dc"
@@ -138,24 +140,14 @@ def cycle_requests() -> dict:
         f.result(30)
     for b in bases:
         registry_client(s.registry).register_schema(f"{prefix}{b}-value", Schema(topic_schema(b), "AVRO"))
-    with socket.socket() as sk:
-        sk.bind(("127.0.0.1", 0))
-        port = sk.getsockname()[1]
+    port = free_port()
     tmp = Path(tempfile.mkdtemp())
-    sim = subprocess.Popen([sys.executable, "-m", "coinpulse_sim_dcinside", "--port", str(port), "--galleries",
-                            "bitcoins_new1:normal", "--posts-per-minute", "0", "--comments-per-minute", "0",
-                            "--initial-posts", "150", "--initial-comments", "400"], stdout=subprocess.DEVNULL)
+    sim = spawn_python(["-m", "coinpulse_sim_dcinside", "--port", str(port), "--galleries", "bitcoins_new1:normal",
+                        "--posts-per-minute", "0", "--comments-per-minute", "0", "--initial-posts", "150",
+                        "--initial-comments", "400"], tmp / "sim.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                http(f"{url}/sim/state")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_for(lambda: get_json(f"{url}/sim/state", timeout=10), 30, "the gallery simulator", 0.1)
         env = dict(os.environ, COINPULSE_DC_BASE_URL=url, COINPULSE_DC_GALLERIES="bitcoins_new1:normal",
                    COINPULSE_DC_DOWNLOAD_DELAY="0", COINPULSE_DC_TOPIC_PREFIX=prefix,
                    COINPULSE_DC_TRANSACTIONAL_ID=f"bench-{prefix}", COINPULSE_DC_STATE_PATH=str(tmp / "s.db"),
@@ -170,7 +162,7 @@ def cycle_requests() -> dict:
         secs = time.monotonic() - t
         req = http(f"{url}/sim/state")["requests"]
     finally:
-        sim.terminate()
+        stop(sim, 10)
         a.delete_topics([prefix + b for b in bases])
     total = req.get("total", 0)
     return {"new_posts": 20, "new_comments": 60, "requests": dict(req), "requests_per_new_post": total / 20,

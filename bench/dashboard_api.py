@@ -26,7 +26,6 @@ import math
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -150,29 +149,24 @@ def serve_naive(port: int, schema: str) -> None:
 # the driver
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(cmd: list[str], env: dict, port: int, log: Path) -> subprocess.Popen:
-    import httpx
+    from coinpulse_testing.net import get_json
+    from coinpulse_testing.procs import spawn, stop
+    from coinpulse_testing.wait import WaitTimeout, wait_for
 
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    proc = spawn(cmd, log, env)
+
+    def up():
         if proc.poll() is not None:
             raise SystemExit(f"{cmd} exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"{cmd} did not start: {log.read_text()[-2000:]}")
+        return get_json(f"http://127.0.0.1:{port}/healthz", timeout=1, ok_below=300) is not None
+
+    try:
+        wait_for(up, 30, "/healthz", 0.2)
+    except WaitTimeout:
+        stop(proc, 5)
+        raise SystemExit(f"{cmd} did not start: {log.read_text()[-2000:]}") from None
+    return proc
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -204,8 +198,10 @@ def main() -> None:
         serve_naive(int(a.serve_naive[0]), a.serve_naive[1])
         return
 
-    from coinpulse_dashboard import sample
     from coinpulse_dashboard.settings import DashboardSettings
+    from coinpulse_testing import sample
+    from coinpulse_testing.net import free_port
+    from coinpulse_testing.procs import stop_all
 
     s = DashboardSettings()
     schema = f"dash_bench_{uuid.uuid4().hex[:8]}"
@@ -218,7 +214,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="dash-bench-"))
     procs = []
     try:
-        ours, naive = _free_port(), _free_port()
+        ours, naive = free_port(), free_port()
         env = {**os.environ, "COINPULSE_DASHBOARD_PORT": str(ours), "COINPULSE_DASHBOARD_GOLD_SCHEMA": schema,
                "COINPULSE_DASHBOARD_SILVER_SCHEMA": schema, "COINPULSE_DASHBOARD_OVERVIEW_CACHE": "false",
                "COINPULSE_DASHBOARD_HEALTH_S": "60", "COINPULSE_LOG_LEVEL": "WARNING"}
@@ -262,12 +258,7 @@ def main() -> None:
               f"naive/coinpulse p95 ratio {_pct(alln, .95) / _pct(allo, .95):.1f}x, "
               f"p50 ratio {_pct(alln, .5) / _pct(allo, .5):.1f}x")
     finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs, 10)
         sample.drop(s.pg_dsn(), schema)
 
 

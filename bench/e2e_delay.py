@@ -46,7 +46,6 @@ import datetime as dt
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,9 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from coinpulse_testing.net import get_json
+from coinpulse_testing.procs import Procs
+from coinpulse_testing.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "e2e_delay.txt"
@@ -145,52 +147,8 @@ def cli(env: dict[str, str], *args: str, timeout: float = 400) -> subprocess.Com
     return isolated_cli(env, *args, timeout=timeout)
 
 
-class Procs:
-    """This run's service processes, each logging to a file; only these are ever stopped."""
-
-    def __init__(self, env: dict[str, str], logs: Path):
-        self.env, self.logs, self.procs = env, logs, {}
-
-    def start(self, name: str, args: list[str], extra: dict[str, str] | None = None) -> None:
-        with open(self.logs / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen([sys.executable, *args], env={**self.env, **(extra or {})},
-                                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def check(self) -> None:
-        for name, p in self.procs.items():
-            if p.poll() is not None:
-                raise RuntimeError(f"{name} exited with {p.returncode}: {self.tail(name)}")
-
-    def tail(self, name: str, n: int = 2000) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")[-n:]
-
-    def stop_all(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
-
-
 def get(url: str):
-    try:
-        r = httpx.get(url, timeout=5)
-        return r.json() if r.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-def wait_for(pred, timeout: float, what: str, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while not (v := pred()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
-    return v
+    return get_json(url, ok_below=300)
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,12 +27,15 @@ from pathlib import Path
 
 import httpx
 from coinpulse_common.avro import registry_client, schema_text
-from coinpulse_common.kafka import admin, consumer
+from coinpulse_common.kafka import admin
 from coinpulse_common.paths import repo_root, state_dir
 from coinpulse_common.settings import get_settings
 from coinpulse_sim_upbit.market import DEFAULT_MARKETS
 from coinpulse_sim_upbit.recording import generate_recording
-from confluent_kafka import TopicPartition
+from coinpulse_testing.kafka import read_messages, topic_size
+from coinpulse_testing.net import free_port, get_json
+from coinpulse_testing.procs import spawn, spawn_python, stop
+from coinpulse_testing.wait import wait_for
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema
 
@@ -43,12 +44,6 @@ VENV = state_dir() / "bench-venvs" / "cryptofeed"
 CRYPTOFEED = "cryptofeed==0.14.0"
 MARKETS = [m[0] for m in DEFAULT_MARKETS]
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ensure_cryptofeed() -> Path:
@@ -83,71 +78,27 @@ def make_topics(settings, names: dict[str, str], register: bool) -> None:
 
 
 def end_offsets(settings, topics: list[str]) -> int:
-    c = consumer(f"bench-off-{uuid.uuid4().hex[:6]}", settings)
-    n = 0
-    for t in topics:
-        md = c.list_topics(t, timeout=10).topics[t]
-        for p in md.partitions:
-            n += c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-    c.close()
-    return n
+    return sum(topic_size(settings, t) for t in topics)
 
 
 def read_times(settings, topic: str, value_ts=None) -> tuple[list[int], list[float]]:
     """Broker append times of every record (ms) and, with `value_ts`, append time minus the value's timestamp."""
-    c = consumer(f"bench-read-{uuid.uuid4().hex[:6]}", settings, **{"enable.partition.eof": True})
-    md = c.list_topics(topic, timeout=10).topics[topic]
-    c.assign([TopicPartition(topic, p, 0) for p in md.partitions])
-    left, times, lat = set(md.partitions), [], []
-    deadline = time.monotonic() + 120
-    while left and time.monotonic() < deadline:
-        for m in c.consume(5000, timeout=1.0):
-            if m.error():
-                if m.error().code() == -191:
-                    left.discard(m.partition())
-                continue
-            ts = m.timestamp()[1]
-            times.append(ts)
-            if value_ts is not None:
-                lat.append(ts - value_ts(m.value()))
-    c.close()
-    return times, lat
-
-
-def pin(cpu: int):
-    def f() -> None:
-        if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > cpu:
-            os.sched_setaffinity(0, {cpu})
-    return f
+    stamps = read_messages(settings, topic, timeout=120,
+                           each=lambda m: (m.timestamp()[1], None if value_ts is None else value_ts(m.value())))
+    times = [ts for ts, _ in stamps]
+    return times, [ts - v for ts, v in stamps if v is not None]
 
 
 def start_sim(port: int, recording: Path, extra: list[str], log: Path) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-m", "coinpulse_sim_upbit", "--port", str(port), "--recording",
-                          str(recording), "--keep-times", "--wait-clients", *extra],
-                         stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=pin(1),
-                         env=dict(os.environ, COINPULSE_LOG_LEVEL="WARNING"))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/sim/stats", timeout=2).status_code == 200:
-                return p
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"simulator did not start; see {log}")
+    p = spawn_python(["-m", "coinpulse_sim_upbit", "--port", str(port), "--recording", str(recording), "--keep-times",
+                      "--wait-clients", *extra], log, dict(os.environ, COINPULSE_LOG_LEVEL="WARNING"), cpu=1)
+    wait_for(lambda: get_json(f"http://127.0.0.1:{port}/sim/stats", timeout=2), 60,
+             f"the simulator on port {port} (log {log})", 0.2)
+    return p
 
 
 def sim_stats(port: int) -> dict:
     return httpx.get(f"http://127.0.0.1:{port}/sim/stats", timeout=5).json()
-
-
-def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(60)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 def start_system(system: str, port: int, topics: dict[str, str], log: Path, py: Path) -> subprocess.Popen:
@@ -166,7 +117,7 @@ def start_system(system: str, port: int, topics: dict[str, str], log: Path, py: 
         env = dict(os.environ)
         cmd = [str(py), str(ROOT / "bench" / "_cryptofeed_upbit.py"), f"ws://127.0.0.1:{port}/websocket/v1",
                f"http://127.0.0.1:{port}", s.bootstrap, topics["trade"], topics["book"], *MARKETS]
-    return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=pin(0))
+    return spawn(cmd, log, env, cpu=0)
 
 
 def topics_for(system: str, prefix: str) -> dict[str, str]:
@@ -213,8 +164,8 @@ def run_phase(system: str, recording: Path, frames: int, py: Path, workdir: Path
             still = still if n == last else 0
             time.sleep(0.5)
     finally:
-        stop(proc)
-        stop(sim)
+        stop(proc, 60)
+        stop(sim, 60)
     out: dict = {"system": system, "frames_sent": sent}
     times: list[int] = []
     for t in frame_topics(system, topics):

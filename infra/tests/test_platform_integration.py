@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,8 @@ import pytest
 from coinpulse_common.avro import TopicCodec, schema_text
 from coinpulse_common.kafka import producer
 from coinpulse_common.s3 import client as s3_client
+from coinpulse_testing.procs import spawn_python, stop
+from coinpulse_testing.wait import wait_for
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -22,16 +23,6 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 pytestmark = pytest.mark.integration
 
 HERE = Path(__file__).parent
-
-
-def _wait(pred, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _topic_with_schema(s, name: str, stem: str, partitions: int = 1) -> None:
@@ -61,20 +52,13 @@ def test_avro_roundtrip_confluent_producer_to_faust_consumer(stack, unique, tmp_
     out = tmp_path / "decoded.jsonl"
     env = {**os.environ, "RT_TOPIC": topic, "RT_OUT": str(out), "RT_APP_ID": f"rt-{unique}",
            "RT_BOOTSTRAP": stack.bootstrap, "PYTHONUNBUFFERED": "1"}
-    log = (tmp_path / "faust.log").open("wb")
-    proc = subprocess.Popen([sys.executable, str(HERE / "faust_roundtrip_app.py"), "worker", "--without-web",
-                             "-l", "info"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = spawn_python([str(HERE / "faust_roundtrip_app.py"), "worker", "--without-web", "-l", "info"],
+                        tmp_path / "faust.log", env, cwd=tmp_path)
     try:
-        try:
-            _wait(lambda: out.is_file() and len(out.read_text().splitlines()) >= len(sent), 90, "faust to decode")
-        except AssertionError as e:
-            raise AssertionError(f"{e}; faust log tail:\n{(tmp_path / 'faust.log').read_text()[-3000:]}") from None
+        wait_for(lambda: out.is_file() and len(out.read_text().splitlines()) >= len(sent), 90,
+                 lambda: f"faust to decode; faust log tail:\n{(tmp_path / 'faust.log').read_text()[-3000:]}", 0.2)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 20)
     got = [json.loads(line) for line in out.read_text().splitlines()]
     assert got == sent
 
@@ -120,9 +104,9 @@ def test_jdbc_sink_upserts_avro_records_into_postgres(stack, unique):
             except psycopg.errors.UndefinedTable:
                 return None
 
-        got = _wait(lambda: (r := rows()) and len(r) == 2 and r[0][2] == 200.0 and r, 120,
-                    f"2 upserted rows in {table}; connector status: "
-                    f"{httpx.get(f'{stack.connect}/connectors/{name}/status').text}")
+        got = wait_for(lambda: (r := rows()) and len(r) == 2 and r[0][2] == 200.0 and r, 120,
+                       lambda: f"2 upserted rows in {table}; connector status: "
+                               f"{httpx.get(f'{stack.connect}/connectors/{name}/status').text}")
         assert got == [("KRW-BTC", "KRW-BTC", 200.0, 1002), ("KRW-ETH", "KRW-ETH", 7.0, 1003)]
     finally:
         httpx.delete(f"{stack.connect}/connectors/{name}", timeout=30)

@@ -20,27 +20,24 @@ minute + grace through the agent's idle timer):
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
-import psutil
 import psycopg
 import pytest
-from coinpulse_candle_agent.reference import candle_diff, reference_candles
 from coinpulse_candle_agent.trades import Trade
 from coinpulse_common.settings import Settings
 from coinpulse_mentions import default_matcher, doc_hits
-from coinpulse_platform.isolated import cli, stack_env
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from coinpulse_platform.isolated import cli
+from coinpulse_testing.kafka import read_messages, topic_size
+from coinpulse_testing.net import get_json as get
+from coinpulse_testing.procs import Procs, kill9_pid
+from coinpulse_testing.reference import candle_diff, reference_candles
+from coinpulse_testing.stacks import isolated_stack_fixture, part_pid, settings_of
+from coinpulse_testing.wait import wait_for
+from confluent_kafka import Consumer, TopicPartition
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,88 +47,7 @@ GALLERY = "bitcoins_new1"
 FEED_S = 1200  # an upper bound: the test ends the feed (POST /sim/finish) once the faults are done
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, stack):
-    d = tmp_path_factory.mktemp("stack-fault")
-    os.chmod(d, 0o755)
-    e = stack_env(d / "state", OFFSET, COINPULSE_LOG_FORMAT="json")
-    r = cli(e, "up")
-    assert r.returncode == 0, r.stdout + r.stderr
-    yield e
-    cli(e, "down", timeout=180)
-    shutil.copytree(d / "state" / "logs", d / "logs")  # the stack's logs outlive the purge, for a failure's reader
-    cli(e, "down", "--purge", timeout=180)
-
-
-def stack_pid(env, part: str) -> int:
-    return json.loads(cli(env, "status", "--json", timeout=60).stdout)[part]["pid"]
-
-
-def get(url: str):
-    try:
-        r = httpx.get(url, timeout=5)
-        return r.json() if r.status_code < 500 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-def wait_for(pred, timeout: float, what: str, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(every)
-
-
-def kill9(pid: int) -> None:
-    try:
-        p = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return
-    p.send_signal(signal.SIGKILL)
-    p.wait(30)
-
-
-class Procs:
-    """Service subprocesses of this test, each logging to a file; only these are ever killed."""
-
-    def __init__(self, env: dict[str, str], logs: Path):
-        self.env, self.logs, self.procs = env, logs, {}
-        self.starts: dict[str, tuple[list[str], dict[str, str]]] = {}
-
-    def start(self, name: str, args: list[str], extra: dict[str, str] | None = None) -> subprocess.Popen:
-        self.starts[name] = (args, extra or {})
-        with open(self.logs / f"{name}.log", "ab") as log:
-            p = subprocess.Popen([sys.executable, "-m", *args], env={**self.env, **(extra or {})}, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs[name] = p
-        return p
-
-    def kill9_and_restart(self, name: str) -> None:
-        p = self.procs[name]
-        assert p.poll() is None, f"{name} died on its own: {self.tail(name)}"
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait(30)
-        self.start(name, *self.starts[name])
-
-    def alive(self, name: str) -> bool:
-        return self.procs[name].poll() is None
-
-    def tail(self, name: str, n: int = 3000) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")[-n:]
-
-    def stop_all(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+env = isolated_stack_fixture(OFFSET, folder="stack-fault")
 
 
 def pg_rows(env, sql: str) -> list[tuple]:
@@ -194,13 +110,7 @@ def mentions_in_pg(env) -> dict[tuple[str, int], tuple]:
 
 
 def dlq_count(env, topic: str) -> int:
-    c = Consumer({"bootstrap.servers": f"127.0.0.1:{env['COINPULSE_KAFKA_PORT']}", "group.id": "fault-e2e-dlq"})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                   - c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in parts)
-    finally:
-        c.close()
+    return topic_size(settings_of(env), topic)
 
 
 def connect_dead_letters(env, n: int = 3) -> str:
@@ -226,26 +136,7 @@ def connect_dead_letters(env, n: int = 3) -> str:
 
 def committed_count(env, topic: str) -> int:
     """Records a read_committed consumer sees (a transactional producer's aborted records and markers excluded)."""
-    c = Consumer({"bootstrap.servers": f"127.0.0.1:{env['COINPULSE_KAFKA_PORT']}", "group.id": "fault-e2e-dlq",
-                  "isolation.level": "read_committed", "enable.partition.eof": True, "enable.auto.commit": False})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        c.assign([TopicPartition(topic, p, 0) for p in parts])
-        n, eof, deadline = 0, set(), time.monotonic() + 30
-        while len(eof) < len(parts):
-            assert time.monotonic() < deadline, f"{topic} not read to its end in 30 s"
-            m = c.poll(1.0)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-                    continue
-                raise RuntimeError(m.error())
-            n += 1
-        return n
-    finally:
-        c.close()
+    return len(read_messages(settings_of(env), topic, timeout=30, complete=True))
 
 
 def test_pipeline_under_faults_equals_reference(env, tmp_path):
@@ -255,12 +146,12 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
     dc_url = f"http://127.0.0.1:{env['COINPULSE_SIM_DCINSIDE_PORT']}"
     start = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
     try:
-        procs.start("sim-dcinside", ["coinpulse_sim_dcinside", "--port", env["COINPULSE_SIM_DCINSIDE_PORT"],
+        procs.start("sim-dcinside", ["-m", "coinpulse_sim_dcinside", "--port", env["COINPULSE_SIM_DCINSIDE_PORT"],
                                      "--seed", "13", "--galleries", f"{GALLERY}:normal", "--start", start,
                                      "--initial-posts", "40", "--initial-comments", "120", "--comments-per-page", "20",
                                      "--posts-per-minute", "0", "--comments-per-minute", "0"])
-        procs.start("sink", ["coinpulse_sink", "run"])
-        procs.start("sim-upbit", ["coinpulse_sim_upbit", "--port", env["COINPULSE_SIM_UPBIT_PORT"], "--seed", "3",
+        procs.start("sink", ["-m", "coinpulse_sink", "run"])
+        procs.start("sim-upbit", ["-m", "coinpulse_sim_upbit", "--port", env["COINPULSE_SIM_UPBIT_PORT"], "--seed", "3",
                                   "--markets", MARKETS, "--duration", str(FEED_S), "--wait-clients",
                                   "--disconnect-every", "15", "--duplicate-rate", "0.03", "--reorder-window", "3",
                                   "--malformed-rate", "0.02"])
@@ -268,13 +159,13 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
         # the sink creates the tables and applies the connectors before anything is produced into them
         wait_for(lambda: pg_rows(env, "SELECT count(*) FROM gold.candles"), 120,
                  "the sink's migrations: " + procs.tail("sink"))
-        procs.start("candle-agent", ["coinpulse_candle_agent"], {
+        procs.start("candle-agent", ["-m", "coinpulse_candle_agent"], {
             "COINPULSE_CANDLE_GRACE_MS": "2000", "COINPULSE_CANDLE_MENTION_GRACE_MS": "2000",
             "COINPULSE_CANDLE_MENTION_LATENESS_MS": str(24 * 3_600_000), "COINPULSE_CANDLE_IDLE_AFTER_MS": "1500"})
-        procs.start("ingest-upbit", ["coinpulse_ingest_upbit"], {
+        procs.start("ingest-upbit", ["-m", "coinpulse_ingest_upbit"], {
             "COINPULSE_UPBIT_WS_URL": f"ws://127.0.0.1:{env['COINPULSE_SIM_UPBIT_PORT']}/websocket/v1",
             "COINPULSE_UPBIT_REST_URL": up_url, "COINPULSE_MARKETS": MARKETS, "COINPULSE_RECONNECT_BASE_S": "0.3"})
-        procs.start("crawl-dc", ["coinpulse_crawl_dc"], {
+        procs.start("crawl-dc", ["-m", "coinpulse_crawl_dc"], {
             "COINPULSE_DC_BASE_URL": dc_url, "COINPULSE_DC_GALLERIES": f"{GALLERY}:normal",
             "COINPULSE_DC_INTERVAL": "10", "COINPULSE_DC_DOWNLOAD_DELAY": "0", "COINPULSE_DC_BACKOFF_BASE": "0.1",
             "COINPULSE_DC_LIST_NUM": "100", "COINPULSE_DC_BACKFILL_PAGES": "2"})
@@ -293,7 +184,7 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
                  "first trades in PostgreSQL: " + procs.tail("ingest-upbit"))
         for part in ("kafka", "registry", "connect"):  # the stack's parts, then `coinpulse up`
             progress(part)
-            kill9(stack_pid(env, part))
+            kill9_pid(part_pid(env, part))
             r = cli(env, "up")
             assert r.returncode == 0, r.stdout + r.stderr
         httpx.post(dc_url + "/sim/advance", json={"posts": 6, "comments": 25}, timeout=10)

@@ -11,7 +11,6 @@ simulator's DEFAULT-named message, the one it builds before it writes any frame.
 from __future__ import annotations
 
 import gzip
-import socket
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from coinpulse_sim_upbit.hub import MALFORMED, Hub
 from coinpulse_sim_upbit.market import DEFAULT_MARKETS, MarketGenerator
 from coinpulse_sim_upbit.recording import generate_recording, read_recording
 from coinpulse_sim_upbit.server import STATUS_UP, SimServer, parse_request
+from coinpulse_testing.net import free_port
 from coinpulse_upbit import fields as F
 from coinpulse_upbit import protocol as P
 
@@ -162,12 +162,6 @@ def test_the_subscribe_request_is_what_the_simulator_understands(fmt):
     assert not rt_only and not snap_only
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("fmt", ["DEFAULT", "SIMPLE"])
 async def test_over_the_wire_its_frames_and_replies_parse_to_what_it_meant(fmt):
     """The served bytes: the simulator's WebSocket (snapshots, live frames, PING's status, a bad request's error) and
@@ -176,7 +170,7 @@ async def test_over_the_wire_its_frames_and_replies_parse_to_what_it_meant(fmt):
     hub.markets = ["KRW-BTC", "KRW-ETH"]
     runner = web.AppRunner(SimServer(hub).app(), access_log=None)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     url = f"http://127.0.0.1:{port}"
     try:

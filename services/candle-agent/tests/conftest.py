@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from coinpulse_candle_agent.sandbox import TopicSet, free_port, start_agent
 from coinpulse_common.paths import state_dir
+from coinpulse_testing import procs
+from coinpulse_testing.net import free_port
+from coinpulse_testing.sandbox import TopicSet, start_agent
 
 
 @pytest.fixture
@@ -39,22 +39,13 @@ class Agents:
         return proc
 
     def kill9(self, proc: subprocess.Popen) -> None:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        procs.kill9(proc, 10)
 
     def log(self) -> str:
         return (self.log_dir / f"{self.app_id}.log").read_text(errors="replace")
 
     def stop_all(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait(5)
+        procs.stop_all(self.procs, 20)
 
 
 @pytest.fixture

@@ -9,14 +9,14 @@ import time
 
 import httpx
 import pytest
-from coinpulse_candle_agent import synthetic
 from coinpulse_candle_agent.clock import Timing
-from coinpulse_candle_agent.reference import accepted_trades, candle_diff, reference_candles
-from coinpulse_candle_agent.sandbox import TopicReader, as_ms, normalise
 from coinpulse_candle_agent.trades import Trade
 from coinpulse_common import topics
 from coinpulse_common.avro import TopicCodec
 from coinpulse_common.kafka import producer
+from coinpulse_testing import synthetic
+from coinpulse_testing.reference import accepted_trades, candle_diff, reference_candles
+from coinpulse_testing.sandbox import TopicReader, as_ms, normalise
 from confluent_kafka import Producer
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ import json
 import pytest
 from coinpulse_candle_agent.clock import Timing
 from coinpulse_candle_agent.engine import CandleEngine
-from coinpulse_candle_agent.reference import accepted_trades, candle_diff, closed_by, reference_candles
 from coinpulse_candle_agent.trades import Trade
+from coinpulse_testing.reference import accepted_trades, candle_diff, closed_by, reference_candles
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

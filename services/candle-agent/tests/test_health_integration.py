@@ -8,10 +8,10 @@ import time
 
 import httpx
 import pytest
-from coinpulse_candle_agent import synthetic
 from coinpulse_common import topics
 from coinpulse_common.avro import TopicCodec
 from coinpulse_common.kafka import producer
+from coinpulse_testing import synthetic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -5,42 +5,26 @@ disconnects with gap backfill on the way)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 
-import httpx
 import pytest
-from coinpulse_candle_agent.reference import candle_diff, reference_candles
-from coinpulse_candle_agent.sandbox import TopicReader, free_port, normalise
 from coinpulse_candle_agent.trades import Trade
 from coinpulse_common import topics
 from coinpulse_common.avro import registry_client, schema_text
 from coinpulse_common.kafka import admin
+from coinpulse_testing.net import free_port, get_json
+from coinpulse_testing.procs import spawn_python, stop_all
+from coinpulse_testing.reference import candle_diff, reference_candles
+from coinpulse_testing.sandbox import TopicReader, normalise
+from coinpulse_testing.wait import wait_for
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MARKETS = "KRW-BTC,KRW-ETH,KRW-XRP,KRW-DOGE"
-
-
-def _get(url: str):
-    try:
-        r = httpx.get(url, timeout=5)
-        return r.json() if r.status_code < 500 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-def _poll(fn, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(0.5)
 
 
 def test_recording_through_ingest_and_agent_equals_reference(stack, topic_set, agents, unique, tmp_path):
@@ -57,11 +41,9 @@ def test_recording_through_ingest_and_agent_equals_reference(stack, topic_set, a
                     "--markets", MARKETS, "--seed", "5"], check=True, capture_output=True, timeout=120)
     sim_port, metrics_port = free_port(), free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
-    log = (tmp_path / "sim.log").open("ab")
-    sim = subprocess.Popen([sys.executable, "-m", "coinpulse_sim_upbit", "--recording", str(rec), "--keep-times",
-                            "--rate", "400", "--wait-clients", "--port", str(sim_port), "--seed", "9",
-                            "--duplicate-rate", "0.03", "--reorder-window", "4", "--disconnect-every", "4"],
-                           stdout=log, stderr=subprocess.STDOUT)
+    sim = spawn_python(["-m", "coinpulse_sim_upbit", "--recording", str(rec), "--keep-times", "--rate", "400",
+                        "--wait-clients", "--port", str(sim_port), "--seed", "9", "--duplicate-rate", "0.03",
+                        "--reorder-window", "4", "--disconnect-every", "4"], tmp_path / "sim.log")
     env = dict(os.environ, COINPULSE_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
                COINPULSE_UPBIT_REST_URL=sim_url, COINPULSE_MARKETS=MARKETS,
                COINPULSE_INGEST_METRICS_PORT=str(metrics_port), COINPULSE_RECONNECT_BASE_S="0.3",
@@ -70,12 +52,11 @@ def test_recording_through_ingest_and_agent_equals_reference(stack, topic_set, a
                COINPULSE_DLQ_TOPIC=extra["dead_letter"])
     ingest = None
     try:
-        assert _poll(lambda: _get(sim_url + "/sim/stats") is not None, 20), "simulator did not start"
-        ingest = subprocess.Popen([sys.executable, "-m", "coinpulse_ingest_upbit"], env=env,
-                                  stdout=(tmp_path / "ingest.log").open("ab"), stderr=subprocess.STDOUT)
+        wait_for(lambda: get_json(sim_url + "/sim/stats") is not None, 20, "the simulator to start", 0.5)
+        ingest = spawn_python(["-m", "coinpulse_ingest_upbit"], tmp_path / "ingest.log", env)
         agent = agents(grace_ms=2_000, idle_after_ms=1_000, mentions="false").start()
-        assert _poll(lambda: (_get(sim_url + "/sim/stats") or {}).get("done"), 120), "replay did not finish"
-        history = _get(sim_url + "/sim/trades")["trades"]
+        wait_for(lambda: (get_json(sim_url + "/sim/stats") or {}).get("done"), 120, "the replay to finish", 0.5)
+        history = get_json(sim_url + "/sim/trades")["trades"]
         unique_trades = {(t["market"], t["sequential_id"]): t for t in history}
         assert len(unique_trades) > 200
         trades = [Trade(t["market"], t["sequential_id"], t["trade_timestamp"], t["price"], t["volume"],
@@ -93,14 +74,7 @@ def test_recording_through_ingest_and_agent_equals_reference(stack, topic_set, a
             assert agent.poll() is None, "agent died"
             assert time.monotonic() < deadline, f"{len(bad)}/{len(want)} candles differ: {list(bad.items())[:2]}"
         assert set(reader.last) == set(want)
-        assert _get(sim_url + "/sim/stats")["duplicates_sent"] > 0
+        assert get_json(sim_url + "/sim/stats")["duplicates_sent"] > 0
         reader.close()
     finally:
-        for p in (ingest, sim):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+        stop_all([p for p in (ingest, sim) if p is not None], 20)

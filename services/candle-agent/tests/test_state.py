@@ -11,11 +11,11 @@ import random
 from typing import Any
 
 import pytest
-from coinpulse_candle_agent import synthetic
 from coinpulse_candle_agent.clock import Timing
 from coinpulse_candle_agent.engine import CandleEngine
 from coinpulse_candle_agent.mentions import DocHits, MentionEngine
 from coinpulse_candle_agent.state import PartitionEngines, flush_order
+from coinpulse_testing import synthetic
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from coinpulse_dashboard import sample
 from coinpulse_dashboard.settings import DashboardSettings
+from coinpulse_testing import sample
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ dashboard_link.png (the lead–lag panel and the ranking)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from datetime import timedelta
 
 import httpx
@@ -18,11 +16,12 @@ import psycopg
 import pytest
 import websockets
 from coinpulse_common.paths import state_dir
-from coinpulse_dashboard import sample
-from coinpulse_dashboard.browser import CANVAS_PIXELS, Page, canvas_colour_pixels, screenshot
-from coinpulse_dashboard.browser import chromium as browser_chromium
-from coinpulse_dashboard.browser import free_port as _free_port
-from coinpulse_dashboard.browser import wait as _wait
+from coinpulse_testing import sample
+from coinpulse_testing.browser import CANVAS_PIXELS, Page, canvas_colour_pixels, screenshot
+from coinpulse_testing.browser import chromium as browser_chromium
+from coinpulse_testing.net import free_port
+from coinpulse_testing.procs import spawn_python, stop
+from coinpulse_testing.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,15 +29,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def dashboard(stack, sample_day, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("dash") / "dashboard.log"
     env = {**os.environ, "COINPULSE_DASHBOARD_PORT": str(port), "COINPULSE_DASHBOARD_GOLD_SCHEMA": sample_day.schema,
            "COINPULSE_DASHBOARD_SILVER_SCHEMA": sample_day.schema, "COINPULSE_DASHBOARD_MARTS_SCHEMA": sample_day.schema,
            "COINPULSE_DASHBOARD_TICK_S": "0.5",
            "COINPULSE_DASHBOARD_HEALTH_S": "3"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "coinpulse_dashboard"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+    proc = spawn_python(["-m", "coinpulse_dashboard"], log, env)
     url = f"http://127.0.0.1:{port}"
 
     def up():
@@ -49,14 +46,10 @@ def dashboard(stack, sample_day, tmp_path_factory):
             return False
 
     try:
-        _wait(up, 30, "the dashboard to listen")
+        wait_for(up, 30, "the dashboard to listen", 0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 10)
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,10 @@ from datetime import timedelta
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from coinpulse_dashboard import queries, sample
+from coinpulse_dashboard import queries
 from coinpulse_dashboard.app import STATE, create_app
 from coinpulse_dashboard.tables import Tables
+from coinpulse_testing import sample
 from psycopg import sql
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from coinpulse_dashboard import health, queries, sample
+from coinpulse_dashboard import health, queries
 from coinpulse_dashboard.tables import Tables
+from coinpulse_testing import sample
 from psycopg_pool import AsyncConnectionPool
 
 pytestmark = pytest.mark.integration

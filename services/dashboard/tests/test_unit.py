@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +12,7 @@ from coinpulse_dashboard import health, queries
 from coinpulse_dashboard.app import create_app
 from coinpulse_dashboard.settings import DashboardSettings
 from coinpulse_dashboard.tables import Tables
+from coinpulse_testing.net import free_port
 from psycopg import sql
 
 pytestmark = pytest.mark.unit
@@ -20,12 +20,6 @@ pytestmark = pytest.mark.unit
 STATIC = Path(queries.__file__).parent / "static"
 ALIASES = {"particles": ["이", "가", "는", "으로"],
            "markets": {"KRW-BTC": {"ko": ["비트코인", "비트"], "names": ["bitcoin"], "tickers": ["BTC"]}}}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_one_table_layout_filters_on_interval():
@@ -78,7 +72,7 @@ def test_probe_spec_parses():
 
 
 async def test_components_that_are_down_are_reported_not_raised():
-    port = _free_port()
+    port = free_port()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
         c = await health._guard("connect", 2, lambda: health.connectors(http, f"http://127.0.0.1:{port}"))
         f = await health._guard("prefect", 2, lambda: health.flow_runs(http, f"http://127.0.0.1:{port}/api"))
@@ -91,8 +85,8 @@ async def test_components_that_are_down_are_reported_not_raised():
 @pytest.fixture
 async def client():
     # PostgreSQL on a closed port: the app must still start and answer what needs no database
-    s = DashboardSettings(_env_file=None, postgres_port=_free_port(), connect_url=f"http://127.0.0.1:{_free_port()}",
-                          prefect_port=_free_port(), dashboard_probe_timeout_s=0.5, dashboard_tick_s=5,
+    s = DashboardSettings(_env_file=None, postgres_port=free_port(), connect_url=f"http://127.0.0.1:{free_port()}",
+                          prefect_port=free_port(), dashboard_probe_timeout_s=0.5, dashboard_tick_s=5,
                           dashboard_pool_timeout_s=0.3,
                           dashboard_health_s=60)
     async with TestClient(TestServer(create_app(s))) as c:

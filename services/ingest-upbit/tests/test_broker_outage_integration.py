@@ -10,26 +10,17 @@ Waiting for the outage to last OUTAGE_S is the point of the test; every other wa
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
-import psutil
 import pytest
-from coinpulse_common.avro import registry_client
-from coinpulse_common.kafka import consumer
-from coinpulse_common.settings import Settings
-from coinpulse_platform.isolated import cli, stack_env
-from confluent_kafka import TopicPartition
-from confluent_kafka.schema_registry.avro import AvroDeserializer
-from confluent_kafka.serialization import MessageField, SerializationContext
+from coinpulse_platform.isolated import cli
+from coinpulse_testing.kafka import read_values
+from coinpulse_testing.net import get_json
+from coinpulse_testing.procs import kill9_pid, spawn_python, stop
+from coinpulse_testing.stacks import isolated_stack_fixture, part_pid, settings_of
+from coinpulse_testing.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]  # ~9 min on a busy machine
 
@@ -43,103 +34,35 @@ MARKETS = "KRW-BTC,KRW-ETH,KRW-XRP"
 TRADE_TOPIC = "upbit.trade"
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, stack):
-    d = tmp_path_factory.mktemp("stack-outage")
-    os.chmod(d, 0o755)
-    e = stack_env(d / "state", OFFSET, COINPULSE_LOG_FORMAT="json", **KAFKA_PORTS)
-    r = cli(e, "up")
-    assert r.returncode == 0, r.stdout + r.stderr
-    yield e
-    cli(e, "down", timeout=180)
-    shutil.copytree(d / "state" / "logs", d / "logs")  # the stack's logs outlive the purge, for a failure's reader
-    cli(e, "down", "--purge", timeout=180)
-
-
-def _get(url: str):
-    try:
-        r = httpx.get(url, timeout=5)
-        return r.json() if r.status_code < 500 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-def wait_for(pred, timeout: float, what: str, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(every)
-
-
-def read_trades(settings: Settings) -> list[dict]:
-    c = consumer(f"it-outage-read-{time.monotonic_ns()}", settings, **{"enable.partition.eof": True})
-    try:
-        de = AvroDeserializer(registry_client(settings.registry))
-        ctx = SerializationContext(TRADE_TOPIC, MessageField.VALUE)
-        md = c.list_topics(TRADE_TOPIC, timeout=10).topics[TRADE_TOPIC]
-        c.assign([TopicPartition(TRADE_TOPIC, p, 0) for p in md.partitions])
-        left, out = set(md.partitions), []
-        deadline = time.monotonic() + 60
-        while left and time.monotonic() < deadline:
-            for m in c.consume(1000, timeout=1.0):
-                if m.error():
-                    if m.error().code() == -191:  # _PARTITION_EOF
-                        left.discard(m.partition())
-                    continue
-                out.append(de(m.value(), ctx))
-        return out
-    finally:
-        c.close()
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("ab") as f:
-        return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(10)
+env = isolated_stack_fixture(OFFSET, folder="stack-outage", **KAFKA_PORTS)
 
 
 def test_broker_outage_longer_than_300s_loses_no_trade(env, tmp_path):
-    settings = Settings(kafka_port=int(env["COINPULSE_KAFKA_PORT"]), registry_port=int(env["COINPULSE_REGISTRY_PORT"]))
+    settings = settings_of(env)
     sim_port, metrics_port = env["COINPULSE_SIM_UPBIT_PORT"], env["COINPULSE_INGEST_METRICS_PORT"]
     sim_url = f"http://127.0.0.1:{sim_port}"
-    sim = start(["coinpulse_sim_upbit", "--port", sim_port, "--seed", "11", "--markets", MARKETS, "--speed", "1"],
-                env, tmp_path / "sim.log")
+    sim = spawn_python(["-m", "coinpulse_sim_upbit", "--port", sim_port, "--seed", "11", "--markets", MARKETS,
+                        "--speed", "1"], tmp_path / "sim.log", env)
     ingest_env = dict(env, COINPULSE_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
                       COINPULSE_UPBIT_REST_URL=sim_url, COINPULSE_MARKETS=MARKETS)
     ingest = None
     try:
-        wait_for(lambda: _get(sim_url + "/sim/stats"), 60, "the simulator")
-        ingest = start(["coinpulse_ingest_upbit"], ingest_env, tmp_path / "ingest.log")
+        wait_for(lambda: get_json(sim_url + "/sim/stats"), 60, "the simulator", 1.0)
+        ingest = spawn_python(["-m", "coinpulse_ingest_upbit"], tmp_path / "ingest.log", ingest_env)
 
         def ingest_log() -> str:
             return (tmp_path / "ingest.log").read_text(errors="replace")[-3000:]
 
         def health() -> dict:
-            return _get(f"http://127.0.0.1:{metrics_port}/health") or {}
+            return get_json(f"http://127.0.0.1:{metrics_port}/health") or {}
 
         wait_for(lambda: health().get("delivered", 0) > 0 and health().get("trades", 0) > 0, 180,
-                 "first trades delivered: " + ingest_log())
+                 lambda: "first trades delivered: " + ingest_log(), 1.0)
 
         def sim_trades() -> int:
-            return (_get(sim_url + "/sim/stats") or {}).get("trades", 0)
+            return (get_json(sim_url + "/sim/stats") or {}).get("trades", 0)
 
-        kafka_pid = json.loads(cli(env, "status", "--json", timeout=60).stdout)["kafka"]["pid"]
-        broker = psutil.Process(kafka_pid)
-        broker.send_signal(signal.SIGKILL)
-        broker.wait(30)
+        kill9_pid(part_pid(env, "kafka"))
         down_at = time.monotonic()
         before = sim_trades()
         # the outage itself: the simulator keeps trading, the ingester keeps reading
@@ -151,22 +74,22 @@ def test_broker_outage_longer_than_300s_loses_no_trade(env, tmp_path):
         r = cli(env, "up")
         assert r.returncode == 0, r.stdout + r.stderr
         after = sim_trades()
-        wait_for(lambda: sim_trades() >= after + 20, 120, "trades after the broker came back")
+        wait_for(lambda: sim_trades() >= after + 20, 120, "trades after the broker came back", 1.0)
         httpx.post(sim_url + "/sim/finish", timeout=10)
-        wait_for(lambda: (_get(sim_url + "/sim/stats") or {}).get("done"), 120, "the feed to finish")
-        history = _get(sim_url + "/sim/trades")["trades"]
+        wait_for(lambda: (get_json(sim_url + "/sim/stats") or {}).get("done"), 120, "the feed to finish", 1.0)
+        history = get_json(sim_url + "/sim/trades")["trades"]
         want = {(t["market"], t["sequential_id"]) for t in history}
         assert len(want) == len(history) > 200
 
         def caught_up():
-            got = read_trades(settings)
+            got = read_values(settings, TRADE_TOPIC, timeout=60)
             return got if {(r["market"], r["sequential_id"]) for r in got} >= want else None
 
         got = None
         try:
             got = wait_for(caught_up, 300, "every trade in the topic", every=5.0)
         except AssertionError:
-            have = {(r["market"], r["sequential_id"]) for r in read_trades(settings)}
+            have = {(r["market"], r["sequential_id"]) for r in read_values(settings, TRADE_TOPIC, timeout=60)}
             pytest.fail(f"missing {len(want - have)} of {len(want)} trades after a {OUTAGE_S:.0f} s broker outage "
                         f"(ingest log in {tmp_path}): " + ingest_log())
         counts = Counter((r["market"], r["sequential_id"]) for r in got)
@@ -175,5 +98,5 @@ def test_broker_outage_longer_than_300s_loses_no_trade(env, tmp_path):
         assert ingest.poll() is None, "ingest died: " + ingest_log()
     finally:
         if ingest is not None:
-            stop(ingest)
-        stop(sim)
+            stop(ingest, 60)
+        stop(sim, 60)

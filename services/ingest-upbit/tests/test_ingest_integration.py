@@ -7,32 +7,21 @@ doubled, across a restart of the ingest service in the middle.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
 from coinpulse_common.avro import registry_client, schema_text
-from coinpulse_common.kafka import admin, consumer
-from confluent_kafka import TopicPartition
+from coinpulse_common.kafka import admin
+from coinpulse_testing.kafka import read_values
+from coinpulse_testing.net import free_port, get_json
+from coinpulse_testing.procs import spawn_python, stop
+from coinpulse_testing.wait import WaitTimeout, wait_for
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema
-from confluent_kafka.schema_registry.avro import AvroDeserializer
-from confluent_kafka.serialization import MessageField, SerializationContext
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MIN_DISCONNECTS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_topics(settings, prefix: str) -> dict[str, str]:
@@ -48,56 +37,19 @@ def make_topics(settings, prefix: str) -> dict[str, str]:
     return names
 
 
-def read_topic(settings, topic: str) -> list[dict]:
-    c = consumer(f"it-read-{topic}-{time.monotonic_ns()}", settings, **{"enable.partition.eof": True})
-    de = AvroDeserializer(registry_client(settings.registry))
-    ctx = SerializationContext(topic, MessageField.VALUE)
-    md = c.list_topics(topic, timeout=10).topics[topic]
-    c.assign([TopicPartition(topic, p, 0) for p in md.partitions])
-    left, out = set(md.partitions), []
-    deadline = time.monotonic() + 30
-    while left and time.monotonic() < deadline:
-        for m in c.consume(1000, timeout=1.0):
-            if m.error():
-                if m.error().code() == -191:
-                    left.discard(m.partition())
-                continue
-            out.append(de(m.value(), ctx))
-    c.close()
-    return out
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
-def stop(p: subprocess.Popen, timeout: float = 40) -> int:
-    p.send_signal(signal.SIGTERM)
-    return p.wait(timeout)
-
-
-def poll(fn, timeout: float, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(every)
-
-
 @pytest.mark.parametrize("ws_format", ["DEFAULT", "SIMPLE"])
 def test_unique_trades_equal_simulator_history_across_faults_and_restart(stack, unique, tmp_path, ws_format):
     topics = make_topics(stack, f"it-{unique}")
     sim_port, metrics_port = free_port(), free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     markets = "KRW-BTC,KRW-ETH,KRW-XRP,KRW-SOL,KRW-DOGE"
-    sim = start(["-m", "coinpulse_sim_upbit", "--port", str(sim_port), "--seed", "7", "--markets", markets,
-                 # faults driven by the feed, not by the clock: every connection is cut after 50 frames, and the
-                 # feed of 300 frames does not end before the 4th forced disconnect, however slow the machine
-                 "--speed", "1", "--limit", "300", "--disconnect-every-frames", "50", "--min-disconnects",
-                 str(MIN_DISCONNECTS), "--duplicate-rate", "0.05",
-                 "--reorder-window", "6", "--malformed-rate", "0.05", "--rest-429-rate", "0.3"],
-                dict(os.environ), tmp_path / "sim.log")
+    sim = spawn_python(["-m", "coinpulse_sim_upbit", "--port", str(sim_port), "--seed", "7", "--markets", markets,
+                        # faults driven by the feed, not by the clock: every connection is cut after 50 frames, and
+                        # the feed of 300 frames does not end before the 4th forced disconnect, however slow the machine
+                        "--speed", "1", "--limit", "300", "--disconnect-every-frames", "50", "--min-disconnects",
+                        str(MIN_DISCONNECTS), "--duplicate-rate", "0.05",
+                        "--reorder-window", "6", "--malformed-rate", "0.05", "--rest-429-rate", "0.3"],
+                       tmp_path / "sim.log")
     env = dict(os.environ, COINPULSE_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
                COINPULSE_UPBIT_REST_URL=sim_url, COINPULSE_MARKETS=markets,
                COINPULSE_INGEST_METRICS_PORT=str(metrics_port), COINPULSE_RECONNECT_BASE_S="0.3",
@@ -106,33 +58,35 @@ def test_unique_trades_equal_simulator_history_across_faults_and_restart(stack, 
                COINPULSE_DLQ_TOPIC=topics["dead_letter"], COINPULSE_LOG_FORMAT="json", COINPULSE_WS_FORMAT=ws_format)
     ingest = None
     try:
-        assert poll(lambda: _get(sim_url + "/sim/stats") is not None, 60), "simulator did not start"
-        ingest = start(["-m", "coinpulse_ingest_upbit"], env, tmp_path / "ingest1.log")
-        health = poll(lambda: _get(f"http://127.0.0.1:{metrics_port}/health"), 120)
-        assert health is not None, (tmp_path / "ingest1.log").read_text()[-3000:]
+        wait_for(lambda: get_json(sim_url + "/sim/stats") is not None, 60, "the simulator to start", 0.5)
+        ingest = spawn_python(["-m", "coinpulse_ingest_upbit"], tmp_path / "ingest1.log", env)
+        wait_for(lambda: get_json(f"http://127.0.0.1:{metrics_port}/health"), 120,
+                 lambda: "ingest's /health: " + (tmp_path / "ingest1.log").read_text()[-3000:], 0.5)
         # let it live through a couple of forced disconnects, then restart it mid-stream
-        assert poll(lambda: (_get(f"http://127.0.0.1:{metrics_port}/health") or {}).get("reconnects", 0) >= 2, 180), \
-            "no reconnects: " + (tmp_path / "ingest1.log").read_text()[-2000:]
+        wait_for(lambda: (get_json(f"http://127.0.0.1:{metrics_port}/health") or {}).get("reconnects", 0) >= 2, 180,
+                 lambda: "2 reconnects: " + (tmp_path / "ingest1.log").read_text()[-2000:], 0.5)
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert "coinpulse_ingest_upbit_frames_total" in metrics and "coinpulse_ingest_upbit_e2e_lag_p99_ms" in metrics
-        assert stop(ingest) == 0
+        assert stop(ingest, 40) == 0
         # a real outage: wait until trades pile up in the simulator that only the backfill can bring back
-        before = _get(sim_url + "/sim/stats")["trades"]
-        assert poll(lambda: _get(sim_url + "/sim/stats")["trades"] >= before + 15, 120), "simulator stalled"
-        ingest = start(["-m", "coinpulse_ingest_upbit"], env, tmp_path / "ingest2.log")
-        assert poll(lambda: (_get(sim_url + "/sim/stats") or {}).get("done"), 300), \
-            f"simulator feed did not finish: {_get(sim_url + '/sim/stats')}"
-        history = _get(sim_url + "/sim/trades")["trades"]
+        before = get_json(sim_url + "/sim/stats")["trades"]
+        wait_for(lambda: get_json(sim_url + "/sim/stats")["trades"] >= before + 15, 120,
+                 "15 more trades in the simulator (it stalled)", 0.5)
+        ingest = spawn_python(["-m", "coinpulse_ingest_upbit"], tmp_path / "ingest2.log", env)
+        wait_for(lambda: (get_json(sim_url + "/sim/stats") or {}).get("done"), 300,
+                 lambda: f"the simulator's feed to finish: {get_json(sim_url + '/sim/stats')}", 0.5)
+        history = get_json(sim_url + "/sim/trades")["trades"]
         want = {(t["market"], t["sequential_id"]) for t in history}
         assert len(want) == len(history) > 50
 
         def caught_up():
-            got = read_topic(stack, topics["trade"])
+            got = read_values(stack, topics["trade"])
             return got if {(r["market"], r["sequential_id"]) for r in got} == want else None
 
-        got = poll(caught_up, 120, every=2.0)
-        if got is None:
-            got = read_topic(stack, topics["trade"])
+        try:
+            got = wait_for(caught_up, 120, "every trade in the topic", every=2.0)
+        except WaitTimeout:
+            got = read_values(stack, topics["trade"])
             have = {(r["market"], r["sequential_id"]) for r in got}
             by_sid = {(t["market"], t["sequential_id"]): t for t in history}
             missing = sorted((by_sid[k]["trade_timestamp"], k) for k in want - have)
@@ -147,29 +101,18 @@ def test_unique_trades_equal_simulator_history_across_faults_and_restart(stack, 
             assert (r["price"], r["volume"], r["ask_bid"]) == (h["price"], h["volume"], h["ask_bid"])
         assert any(r["backfilled"] and r["stream_type"] == "BACKFILL" for r in got)
         assert any(not r["backfilled"] and r["stream_type"] == "REALTIME" for r in got)
-        dead = read_topic(stack, topics["dead_letter"])
+        dead = read_values(stack, topics["dead_letter"])
         assert dead and all(d["service"] == "ingest-upbit" and d["reason"] for d in dead)
         assert any(d["reason"].startswith(("invalid_json", "unknown_type", "bad_field", "empty_list")) for d in dead)
-        raw = read_topic(stack, topics["raw_frame"])
+        raw = read_values(stack, topics["raw_frame"])
         assert {r["source"] for r in raw} == {"upbit.ws", "upbit.rest"}
-        sim_stats = _get(sim_url + "/sim/stats")
+        sim_stats = get_json(sim_url + "/sim/stats")
         assert sim_stats["duplicates_sent"] > 0 and sim_stats["disconnects_forced"] >= MIN_DISCONNECTS
         assert sim_stats["rest_429"] > 0
-        assert stop(ingest) == 0
+        assert stop(ingest, 40) == 0
         ingest = None
     finally:
-        if ingest is not None and ingest.poll() is None:
-            ingest.kill()
-        sim.send_signal(signal.SIGTERM)
-        try:
-            sim.wait(10)
-        except subprocess.TimeoutExpired:
-            sim.kill()
+        if ingest is not None:
+            stop(ingest, 0)
+        stop(sim, 10)
 
-
-def _get(url: str):
-    try:
-        r = httpx.get(url, timeout=5)
-        return r.json() if r.status_code < 500 else None
-    except (httpx.HTTPError, ValueError):
-        return None

@@ -10,29 +10,13 @@ import pytest
 from coinpulse_common.avro import schema_text
 from coinpulse_ingest_upbit.service import UpbitIngest
 from coinpulse_ingest_upbit.settings import IngestSettings
+from coinpulse_testing.kafka import MemoryProducer
 from coinpulse_upbit import protocol as P
 from confluent_kafka import KafkaError
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
-
-
-class MemoryProducer:
-    def __init__(self):
-        self.records: list[tuple[str, bytes, bytes]] = []
-
-    def produce(self, topic, value, key=None, timestamp=0):
-        self.records.append((topic, key, value))
-
-    def poll(self, timeout=0):
-        return 0
-
-    def flush(self, timeout=0):
-        return 0
-
-    def __len__(self):
-        return 0
 
 
 def make(**settings) -> tuple[UpbitIngest, MemoryProducer]:

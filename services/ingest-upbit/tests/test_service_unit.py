@@ -5,31 +5,10 @@ import pytest
 from coinpulse_common.avro import schema_text
 from coinpulse_ingest_upbit.service import UpbitIngest
 from coinpulse_ingest_upbit.settings import IngestSettings
+from coinpulse_testing.kafka import MemoryProducer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 pytestmark = pytest.mark.unit
-
-
-class MemoryProducer:
-    """Stands in for confluent_kafka.Producer: keeps produced records; can refuse like a full queue."""
-
-    def __init__(self, capacity: int = 10**9):
-        self.records: list[tuple[str, bytes, bytes]] = []
-        self.capacity = capacity
-
-    def produce(self, topic, value, key=None, timestamp=0):
-        if len(self.records) >= self.capacity:
-            raise BufferError("queue full")
-        self.records.append((topic, key, value))
-
-    def poll(self, timeout=0):
-        return 0
-
-    def flush(self, timeout=0):
-        return 0
-
-    def __len__(self):
-        return 0
 
 
 @pytest.fixture

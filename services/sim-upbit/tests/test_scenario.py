@@ -4,7 +4,6 @@ REST past and the live feed are one consistent series of trades."""
 import asyncio
 import itertools
 import math
-import socket
 
 import aiohttp
 import pytest
@@ -16,6 +15,7 @@ from coinpulse_sim_upbit.market import krw_tick as sim_tick
 from coinpulse_sim_upbit.scenario import ScenarioMarket
 from coinpulse_sim_upbit.server import SimServer
 from coinpulse_simworld import MINUTE_MS, World, krw_tick, load_scenario, minute_trades
+from coinpulse_testing.net import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -125,12 +125,6 @@ async def test_rest_pages_go_from_the_live_feed_back_through_the_history_without
     nxt = hub.trades_page("KRW-XRP", 3, mid)
     assert all(t["sequential_id"] < mid for t in nxt) and len(nxt) == 3
     assert hub.trades_page("KRW-NOPE", 3, None) is None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_rest_serves_the_scenario_history_over_http():

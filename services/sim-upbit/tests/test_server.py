@@ -1,7 +1,6 @@
 """The simulator's HTTP/WebSocket surface, served in-process on a free port (no stack needed)."""
 
 import asyncio
-import socket
 
 import aiohttp
 import orjson
@@ -11,14 +10,9 @@ from coinpulse_sim_upbit.feed import run_feed
 from coinpulse_sim_upbit.hub import Faults, Hub
 from coinpulse_sim_upbit.market import MarketGenerator
 from coinpulse_sim_upbit.server import SimServer
+from coinpulse_testing.net import free_port
 
 pytestmark = pytest.mark.unit
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,8 @@ from coinpulse_common import topics
 from coinpulse_common.avro import TopicCodec, schema_text
 from coinpulse_common.kafka import producer
 from coinpulse_common.s3 import client as s3_client
+from coinpulse_testing.kafka import topic_size
+from coinpulse_testing.net import free_port
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -23,22 +24,6 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 NS_TOPICS = [topics.UPBIT_TRADE, topics.UPBIT_TICKER, topics.DC_POST, topics.DC_COMMENT, topics.CANDLE_1M,
              topics.CANDLE_5M, topics.CANDLE_1H, topics.MENTION_1M, topics.UPBIT_RAW, topics.DC_RAW,
              topics.dlq("sink")]
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str | Callable[[], str], interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -64,6 +49,10 @@ class Namespace:
 
     def flush(self) -> None:
         assert self.producer.flush(30) == 0
+
+    def dead_letters(self) -> int:
+        """Records in the namespace's Connect dead-letter topic."""
+        return topic_size(self.settings, self.topic("dlq.connect"))
 
     def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         with psycopg.connect(self.settings.pg_dsn()) as c:
@@ -101,6 +90,17 @@ def namespace(stack, unique) -> Iterator[Namespace]:
             s3.delete_object(Bucket=stack.s3_bucket, Key=o["Key"])
     except BotoCoreError as e:  # cleanup only; a stack restart by another test must not fail this one
         print(f"could not remove s3://{stack.s3_bucket}/{ns}/: {e}")
+
+
+def candle_sink(ns: Namespace):
+    """A started SinkService of the namespace running only the gold-candles connector (no bronze sink)."""
+    from coinpulse_sink.service import SinkService
+    from coinpulse_sink.settings import SinkSettings
+
+    svc = SinkService(SinkSettings(sink_namespace=ns.ns, sink_metrics_port=free_port(), sink_bronze=False,
+                                   sink_connectors="gold-candles", sink_supervise_interval_s=1.0))
+    svc.start()
+    return svc
 
 
 def now_ms() -> int:

@@ -11,9 +11,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from coinpulse_common import bronze
@@ -21,11 +19,12 @@ from coinpulse_common.avro import schema_text
 from coinpulse_common.kafka import admin as kafka_admin
 from coinpulse_common.kafka import consumer as kafka_consumer
 from coinpulse_common.s3 import client as s3_client
+from coinpulse_testing.net import free_port, get_json
+from coinpulse_testing.procs import spawn_python, stop_all
+from coinpulse_testing.wait import wait_for
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-
-from .conftest import free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,30 +33,6 @@ TRADE_COLS = ("market", "sequential_id", "trade_timestamp", "price", "volume", "
               "change", "change_price", "stream_type", "backfilled", "received_at")
 CANDLE_COLS = ("market", "bucket_start", "open", "high", "low", "close", "volume", "quote_volume", "trade_count",
                "buy_volume", "sell_volume", "first_trade_at", "last_trade_at")
-
-
-def _get(url: str):
-    try:
-        r = httpx.get(url, timeout=5)
-        return r.json() if r.status_code < 500 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-def _start(name: str, args: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen:
-    with open(logs / f"{name}.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def _stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(10)
 
 
 def _snapshot(ns, lo: datetime, hi: datetime) -> tuple[list[tuple], list[tuple]]:
@@ -107,37 +82,36 @@ def test_backfill_from_the_bronze_sinks_objects_and_from_kafka_restores_what_the
     env = {**os.environ, "COINPULSE_LOG_FORMAT": "json"}
     procs = []
     try:
-        procs.append(_start("sim", ["coinpulse_sim_upbit", "--port", str(sim_port), "--seed", "11", "--markets",
-                                    MARKETS, "--duration", "230", "--wait-clients", "--duplicate-rate", "0.05",
-                                    "--malformed-rate", "0.01"], env, tmp_path))
-        wait_for(lambda: _get(sim_url + "/sim/stats"), 60, "the simulator")
-        procs.append(_start("agent", ["coinpulse_candle_agent"], {
+        procs.append(spawn_python(["-m", "coinpulse_sim_upbit", "--port", str(sim_port), "--seed", "11", "--markets",
+                                   MARKETS, "--duration", "230", "--wait-clients", "--duplicate-rate", "0.05",
+                                   "--malformed-rate", "0.01"], tmp_path / "sim.log", env))
+        wait_for(lambda: get_json(sim_url + "/sim/stats"), 60, "the simulator")
+        procs.append(spawn_python(["-m", "coinpulse_candle_agent"], tmp_path / "agent.log", {
             **env, "COINPULSE_CANDLE_APP_ID": f"{ns.ns}-candles", "COINPULSE_CANDLE_METRICS_PORT": str(agent_port),
             "COINPULSE_CANDLE_TRADE_TOPIC": t("upbit.trade"), "COINPULSE_CANDLE_OUT_1M": t("candle.1m"),
             "COINPULSE_CANDLE_OUT_5M": t("candle.5m"), "COINPULSE_CANDLE_OUT_1H": t("candle.1h"),
             "COINPULSE_CANDLE_OUT_MENTION": t("mention.1m"), "COINPULSE_CANDLE_LATE_TOPIC": t("candle.late"),
             "COINPULSE_CANDLE_DLQ_TOPIC": t("dlq.candle-agent"), "COINPULSE_CANDLE_MENTIONS": "false",
             "COINPULSE_CANDLE_POST_TOPIC": t("dc.post"), "COINPULSE_CANDLE_COMMENT_TOPIC": t("dc.comment"),
-            "COINPULSE_CANDLE_GRACE_MS": "2000", "COINPULSE_CANDLE_IDLE_AFTER_MS": "1500"}, tmp_path))
-        procs.append(_start("ingest", ["coinpulse_ingest_upbit"], {
+            "COINPULSE_CANDLE_GRACE_MS": "2000", "COINPULSE_CANDLE_IDLE_AFTER_MS": "1500"}))
+        procs.append(spawn_python(["-m", "coinpulse_ingest_upbit"], tmp_path / "ingest.log", {
             **env, "COINPULSE_UPBIT_WS_URL": f"ws://127.0.0.1:{sim_port}/websocket/v1",
             "COINPULSE_UPBIT_REST_URL": sim_url, "COINPULSE_MARKETS": MARKETS,
             "COINPULSE_INGEST_METRICS_PORT": str(ingest_port), "COINPULSE_TRADE_TOPIC": t("upbit.trade"),
             "COINPULSE_TICKER_TOPIC": t("upbit.ticker"), "COINPULSE_ORDERBOOK_TOPIC": t("upbit.orderbook"),
-            "COINPULSE_RAW_TOPIC": t("upbit.raw"), "COINPULSE_DLQ_TOPIC": t("dlq.ingest-upbit")}, tmp_path))
+            "COINPULSE_RAW_TOPIC": t("upbit.raw"), "COINPULSE_DLQ_TOPIC": t("dlq.ingest-upbit")}))
 
         def logs() -> str:
             return " | ".join(f"{n}: {(tmp_path / f'{n}.log').read_text(errors='replace')[-1500:]}"
                               for n in ("sim", "agent", "ingest"))
 
-        wait_for(lambda: (_get(sim_url + "/sim/stats") or {}).get("done"), 400, lambda: "the feed's end: " + logs())
+        wait_for(lambda: (get_json(sim_url + "/sim/stats") or {}).get("done"), 400, lambda: "the feed's end: " + logs())
         # the stream's minutes: every whole minute between the first and the last candle, less both edges
         span = "SELECT min(bucket_start), max(bucket_start) FROM {gold}.candles WHERE interval = '1m'"
         wait_for(lambda: ns.rows(span)[0][0] is not None and ns.rows(span)[0][1] - ns.rows(span)[0][0]
                  >= timedelta(minutes=3), 180, lambda: "candles in PostgreSQL: " + logs())
         time.sleep(8)  # the agent's idle timer closes the last minute; then ingest and agent stop
-        for p in procs:
-            _stop(p)
+        stop_all(procs, 30)
         first, last = ns.rows(span)[0]
         lo, hi = first + timedelta(minutes=1), last
         n_trades = "SELECT count(*) FROM {silver}.trades"
@@ -207,6 +181,5 @@ def test_backfill_from_the_bronze_sinks_objects_and_from_kafka_restores_what_the
         assert _snapshot(ns, lo, hi) == broken
         print(json.dumps({"range": [str(lo), str(hi)], "trades": len(want_trades), "candles": len(want_candles)}))
     finally:
-        for p in procs:
-            _stop(p)
+        stop_all(procs, 30)
         svc.shutdown()

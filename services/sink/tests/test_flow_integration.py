@@ -15,12 +15,14 @@ from coinpulse_common.s3 import client as s3_client
 from coinpulse_sink import db
 from coinpulse_sink.service import SinkService
 from coinpulse_sink.settings import SinkSettings
+from coinpulse_testing.net import free_port
+from coinpulse_testing.wait import wait_for
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from .conftest import free_port, now_ms, trade, wait_for
+from .conftest import now_ms, trade
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,9 +15,12 @@ import pytest
 from coinpulse_common.s3 import client as s3_client
 from coinpulse_sink.service import SinkService
 from coinpulse_sink.settings import SinkSettings
+from coinpulse_testing.net import free_port
+from coinpulse_testing.procs import kill9, spawn_python, stop
+from coinpulse_testing.wait import wait_for
 from confluent_kafka import Consumer, TopicPartition
 
-from .conftest import free_port, now_ms, trade, wait_for
+from .conftest import candle_sink, now_ms, trade
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -85,7 +88,7 @@ def test_rows_keep_arriving_while_the_registry_is_down(namespace):
     refresh period (30 s) must neither stop the rows nor turn good records into dead letters."""
     ns = namespace
     send_revision, landed = _candle_revisions(ns)
-    svc = _candle_sink(ns)
+    svc = candle_sink(ns)
     try:
         send_revision(0)
         wait_for(lambda: landed(0), 120, "the first revision in PostgreSQL")
@@ -96,11 +99,11 @@ def test_rows_keep_arriving_while_the_registry_is_down(namespace):
             send_revision(revision)
             wait_for(lambda r=revision: landed(r), 120,
                      lambda r=revision: f"revision {r} in PostgreSQL {time.monotonic() - down_since:.0f} s into the "
-                                        f"registry outage; dead letters: {_dead_letters(ns)}")
+                                        f"registry outage; dead letters: {ns.dead_letters()}")
         assert revision >= 3
         r = _cli("up")
         assert r.returncode == 0, r.stdout + r.stderr
-        assert _dead_letters(ns) == 0
+        assert ns.dead_letters() == 0
     finally:
         svc.shutdown()
         _cli("up")  # the registry back for the tests that follow, whatever happened here
@@ -111,7 +114,7 @@ def test_a_task_started_while_the_registry_is_down_loses_nothing(namespace):
     like bad records would. The sink rewinds the connector to them once the registry is back."""
     ns = namespace
     send_revision, landed = _candle_revisions(ns)
-    svc = _candle_sink(ns)
+    svc = candle_sink(ns)
     connect = ns.settings.connect
     name = f"{ns.ns}-coinpulse-gold-candles"
     try:
@@ -122,7 +125,7 @@ def test_a_task_started_while_the_registry_is_down_loses_nothing(namespace):
         wait_for(lambda: (st := httpx.get(f"{connect}/connectors/{name}/status", timeout=30).json())["tasks"]
                  and st["tasks"][0]["state"] == "RUNNING", 60, "the restarted task")
         send_revision(1)
-        wait_for(lambda: _dead_letters(ns) >= 20, 60, "the records read without a schema as dead letters")
+        wait_for(lambda: ns.dead_letters() >= 20, 60, "the records read without a schema as dead letters")
         r = _cli("up")
         assert r.returncode == 0, r.stdout + r.stderr
         wait_for(lambda: landed(1), 120, lambda: f"revision 1 after the registry came back: "
@@ -154,13 +157,6 @@ def _candle_revisions(ns):
     return send, landed
 
 
-def _candle_sink(ns) -> SinkService:
-    svc = SinkService(SinkSettings(sink_namespace=ns.ns, sink_metrics_port=free_port(), sink_bronze=False,
-                                   sink_connectors="gold-candles", sink_supervise_interval_s=1.0))
-    svc.start()
-    return svc
-
-
 def _first_dead_letter(ns) -> dict[str, str]:
     c = Consumer({"bootstrap.servers": ns.settings.bootstrap, "group.id": f"{ns.ns}-dlq-peek",
                   "enable.auto.commit": False})
@@ -168,15 +164,6 @@ def _first_dead_letter(ns) -> dict[str, str]:
         c.assign([TopicPartition(ns.topic("dlq.connect"), 0, 0)])
         m = c.poll(10)
         return {k: (v or b"").decode(errors="replace")[:400] for k, v in (m.headers() or [])} if m else {}
-    finally:
-        c.close()
-
-
-def _dead_letters(ns) -> int:
-    c = Consumer({"bootstrap.servers": ns.settings.bootstrap, "group.id": f"{ns.ns}-dlq-count"})
-    try:
-        lo, hi = c.get_watermark_offsets(TopicPartition(ns.topic("dlq.connect"), 0), timeout=10)
-        return hi - lo
     finally:
         c.close()
 
@@ -195,9 +182,7 @@ def test_kill_the_sink_service_mid_stream_keeps_every_bronze_record_exactly_once
     n = 3000
 
     def start(i):
-        log = (tmp_path / f"sink{i}.log").open("wb")
-        return subprocess.Popen([sys.executable, "-m", "coinpulse_sink", "run"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        return spawn_python(["-m", "coinpulse_sink", "run"], tmp_path / f"sink{i}.log", env)
 
     s3 = s3_client(ns.settings)
 
@@ -213,8 +198,7 @@ def test_kill_the_sink_service_mid_stream_keeps_every_bronze_record_exactly_once
     p = start(0)
     try:
         wait_for(lambda: len(objects()) >= 3, 90, lambda: (tmp_path / "sink0.log").read_text()[-2000:])
-        p.send_signal(signal.SIGKILL)
-        p.wait(30)
+        kill9(p)
         for seq in range(n // 2, n):
             ns.send("upbit.raw", "KRW-BTC", _frame(seq, t0 + seq * 2000))
         ns.flush()
@@ -227,7 +211,7 @@ def test_kill_the_sink_service_mid_stream_keeps_every_bronze_record_exactly_once
                 seen += [json.loads(line)["offset"] for line in body.splitlines()]
             return seen if len(set(seen)) == n else None
 
-        seen = wait_for(all_offsets, 120, lambda: (tmp_path / "sink1.log").read_text()[-2000:], interval=1.0)
+        seen = wait_for(all_offsets, 120, lambda: (tmp_path / "sink1.log").read_text()[-2000:], every=1.0)
         assert sorted(seen) == list(range(n))  # every record in exactly one object: no overlap, no loss
         for key in objects():
             body = s3.get_object(Bucket=ns.settings.s3_bucket, Key=key)["Body"].read().splitlines()
@@ -237,5 +221,4 @@ def test_kill_the_sink_service_mid_stream_keeps_every_bronze_record_exactly_once
                      for x in body}
             assert len(hours) == 1 and key.split("/dt=")[1].replace("/hour=", "/").startswith(hours.pop())
     finally:
-        p.terminate()
-        p.wait(30)
+        stop(p, 30)

@@ -10,10 +10,9 @@ import time
 import httpx
 import pytest
 from coinpulse_sink.service import SinkService
-from coinpulse_sink.settings import SinkSettings
-from confluent_kafka import Consumer, TopicPartition
+from coinpulse_testing.wait import wait_for
 
-from .conftest import free_port, now_ms, wait_for
+from .conftest import candle_sink, now_ms
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,22 +22,6 @@ def _candle(market, bucket, revision):
             "close": 1.0 + revision, "volume": 3.0, "quote_volume": 4.0, "vwap": 4 / 3, "trade_count": 3 + revision,
             "buy_volume": 1.0, "sell_volume": 2.0, "first_trade_at": bucket, "last_trade_at": bucket + 1,
             "revision": revision, "emitted_at": bucket + 61_000}
-
-
-def _dead_letters(ns) -> int:
-    c = Consumer({"bootstrap.servers": ns.settings.bootstrap, "group.id": f"{ns.ns}-dlq-count"})
-    try:
-        lo, hi = c.get_watermark_offsets(TopicPartition(ns.topic("dlq.connect"), 0), timeout=10)
-        return hi - lo
-    finally:
-        c.close()
-
-
-def _sink(ns) -> SinkService:
-    svc = SinkService(SinkSettings(sink_namespace=ns.ns, sink_metrics_port=free_port(), sink_bronze=False,
-                                   sink_connectors="gold-candles", sink_supervise_interval_s=1.0))
-    svc.start()
-    return svc
 
 
 def _metric(svc: SinkService, name: str, labels: dict | None = None) -> float:
@@ -74,27 +57,27 @@ def test_a_corrupt_record_behind_a_known_schema_id_is_replayed_once_also_across_
     def landed() -> bool:
         return ns.rows("SELECT count(*) FROM {gold}.candles")[0][0] == 6
 
-    svc = _sink(ns)
+    svc = candle_sink(ns)
     try:
-        wait_for(lambda: landed() and _dead_letters(ns) >= 2 and
+        wait_for(lambda: landed() and ns.dead_letters() >= 2 and
                  _metric(svc, "coinpulse_sink_connect_dead_letters_kept_total") >= 1, 180,
-                 lambda: f"the replayed corrupt record kept: {_dead_letters(ns)} dead letters, health "
+                 lambda: f"the replayed corrupt record kept: {ns.dead_letters()} dead letters, health "
                          f"{json.dumps(svc.health())[:1200]}")
         time.sleep(8)  # several more ticks: a rewinder without a memory would rewind on each of them
         assert _metric(svc, "coinpulse_sink_connect_rewinds_total", {"connector": name}) == 1
-        assert _dead_letters(ns) == 2  # the first failure and the one replay, no more
+        assert ns.dead_letters() == 2  # the first failure and the one replay, no more
         assert landed()
     finally:
         svc.shutdown()
 
-    svc = _sink(ns)  # a restart: a fresh process knows only what the ledger remembers
+    svc = candle_sink(ns)  # a restart: a fresh process knows only what the ledger remembers
     try:
         wait_for(lambda: svc.supervisor.healthy, 60, lambda: json.dumps(svc.supervisor.health())[:1200])
         _rewind_by_hand(ns.settings.connect, name, topic, 5)  # the corrupt record is dead-lettered a third time
-        wait_for(lambda: _dead_letters(ns) >= 3 and _metric(svc, "coinpulse_sink_connect_dead_letters_kept_total")
-                 >= 1, 120, lambda: f"the third dead letter kept: {_dead_letters(ns)} dead letters")
+        wait_for(lambda: ns.dead_letters() >= 3 and _metric(svc, "coinpulse_sink_connect_dead_letters_kept_total")
+                 >= 1, 120, lambda: f"the third dead letter kept: {ns.dead_letters()} dead letters")
         time.sleep(8)
         assert _metric(svc, "coinpulse_sink_connect_rewinds_total", {"connector": name}) == 0
-        assert _dead_letters(ns) == 3 and landed()
+        assert ns.dead_letters() == 3 and landed()
     finally:
         svc.shutdown()

@@ -9,30 +9,15 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from coinpulse_testing.wait import wait_for
+
 CHROMIUM = os.environ.get("COINPULSE_CHROMIUM", "/usr/bin/chromium")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait(pred, timeout_s: float, what: str, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Page:
@@ -123,7 +108,6 @@ async def screenshot(page: Page, path: Path, selector: str | None = None) -> Pat
     return path
 
 
-
 @contextlib.contextmanager
 def chromium(width: int = 1600, height: int = 1200) -> Iterator[str]:
     """Start headless Chromium; yields its DevTools HTTP endpoint."""
@@ -139,7 +123,7 @@ def chromium(width: int = 1600, height: int = 1200) -> Iterator[str]:
                                 stderr=subprocess.STDOUT)
     try:
         port_file = profile / "DevToolsActivePort"
-        wait(lambda: port_file.is_file() and port_file.read_text().strip(), 30, "chromium's DevTools port")
+        wait_for(lambda: port_file.is_file() and port_file.read_text().strip(), 30, "chromium's DevTools port", 0.1)
         yield f"http://127.0.0.1:{int(port_file.read_text().split()[0])}"
     finally:
         proc.terminate()

@@ -1,15 +1,15 @@
-"""Private topic sets for integration tests and benchmarks: the agent's inputs and outputs under unique names,
-created with the declared partitions and registered under `<topic>-value` with the canonical schema, plus the
-environment that points an agent process at them."""
+"""The candle agent's sandbox for integration tests and benchmarks: private topic sets (the agent's inputs and
+outputs under unique names, created with the declared partitions and registered under `<topic>-value` with the
+canonical schema), the environment that points an agent process at them, the agent as a subprocess, and a reader of
+its output topics."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from coinpulse_common import topics
@@ -19,6 +19,8 @@ from coinpulse_common.settings import Settings
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema
+
+from coinpulse_testing.procs import spawn_python
 
 
 @dataclass
@@ -77,31 +79,9 @@ class TopicSet:
         return env
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_agent(env: dict[str, str], log_path: str, cpu: int | None = None) -> subprocess.Popen:
-    """`python -m coinpulse_candle_agent` with the given environment on top of ours."""
-    full = {**os.environ, **env}
-    cmd = [sys.executable, "-m", "coinpulse_candle_agent"]
-    if cpu is not None and sys.platform.startswith("linux"):
-        cmd = ["taskset", "-c", str(cpu), *cmd]
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(cmd, env=full, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_until(pred, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """`python -m coinpulse_candle_agent` in its own session with the given environment on top of ours."""
+    return spawn_python(["-m", "coinpulse_candle_agent"], Path(log_path), {**os.environ, **env}, cpu=cpu)
 
 
 class TopicReader:

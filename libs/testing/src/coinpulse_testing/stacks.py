@@ -1,0 +1,65 @@
+"""An isolated second stack for kill tests and benchmarks, built on coinpulse_platform.isolated: its own state
+folder, every port shifted by an offset (see isolated.py for the offsets in use), `coinpulse up` on entry; on exit
+`coinpulse down`, the stack's logs copied beside the state (they outlive the purge, for whoever reads a failure),
+then `down --purge`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from coinpulse_common.settings import Settings
+from coinpulse_platform.isolated import cli, stack_env
+
+
+@contextlib.contextmanager
+def isolated_stack(root: Path, offset: int, **extra: str) -> Iterator[dict[str, str]]:
+    """Yields the environment of a healthy stack whose state is `root/state` (logs kept in `root/logs`).
+
+    `extra` adds to (or overrides) its environment; COINPULSE_LOG_FORMAT is json unless given. The stack is taken
+    down and purged also when `coinpulse up` fails (whatever it had started)."""
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)  # the stack's PostgreSQL runs as another user and must reach its data below
+    env = stack_env(root / "state", offset, **{"COINPULSE_LOG_FORMAT": "json", **extra})
+    try:
+        r = cli(env, "up")
+        assert r.returncode == 0, f"coinpulse up (ports +{offset}) failed:\n{r.stdout}\n{r.stderr}"
+        yield env
+    finally:
+        cli(env, "down", timeout=180)
+        if (root / "state" / "logs").is_dir():
+            shutil.copytree(root / "state" / "logs", root / "logs", dirs_exist_ok=True)
+        cli(env, "down", "--purge", timeout=180)
+
+
+def isolated_stack_fixture(offset: int, name: str = "env", folder: str = "stack", **extra: str):
+    """A module-scoped fixture `name` yielding an isolated_stack's environment (in a pytest temp folder `folder`).
+
+    It takes the main `stack` fixture first: the isolated stack shares the main one's JVM artifacts.
+    Use: `env = isolated_stack_fixture(2000, folder="stack-fault")` at module level."""
+
+    @pytest.fixture(scope="module", name=name)
+    def _fixture(tmp_path_factory, stack) -> Iterator[dict[str, str]]:
+        with isolated_stack(tmp_path_factory.mktemp(folder), offset, **extra) as env:
+            yield env
+
+    return _fixture
+
+
+def part_pid(env: dict[str, str], part: str) -> int:
+    """The pid of a part (kafka, registry, connect, postgres, ...) of the stack of `env`."""
+    r = cli(env, "status", "--json", timeout=60)
+    return json.loads(r.stdout)[part]["pid"]
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The common Settings of the stack of `env`: its ports, no URL override (the rest as in this process)."""
+    fields = Settings.model_fields
+    ports = {k.removeprefix("COINPULSE_").lower(): int(v) for k, v in env.items() if k.startswith("COINPULSE_")
+             and k.endswith("_PORT") and k.removeprefix("COINPULSE_").lower() in fields}
+    return Settings(**ports, kafka_bootstrap=None, registry_url=None, connect_url=None, s3_endpoint=None, pg_host=None)
