@@ -4,6 +4,9 @@ After every (re)connect, each market is paged backwards from its newest trade (c
 last trade of the previous page) until a page reaches trades older than the market's watermark minus a margin (the
 stream is not in trade order, so a margin covers trades that were still in flight). Every trade found goes through
 the same deduper as the live stream, so the overlap is dropped and only the gap is produced, marked BACKFILL.
+
+The start-up history (`COINPULSE_INGEST_HISTORY_HOURS`) uses the same plan with a floor: it never pages further
+back than that many hours, whether or not the market was seen (`history_plan`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class BackfillPlan:
     cursor: int | None = None
     pages: int = 0
     stop_before_ms: int | None = None
+    floor_ms: int | None = None  # never page further back than this trade time (the start-up history's depth)
     done: bool = False
     truncated: bool = False
     fetched: int = 0
@@ -34,6 +38,8 @@ class BackfillPlan:
     def __post_init__(self) -> None:
         if self.watermark_ms is not None:
             self.stop_before_ms = self.watermark_ms - self.margin_ms
+        if self.floor_ms is not None:
+            self.stop_before_ms = max(self.stop_before_ms or self.floor_ms, self.floor_ms)
 
     def params(self) -> dict[str, Any]:
         p: dict[str, Any] = {"market": self.market, "count": self.count}
@@ -59,6 +65,14 @@ class BackfillPlan:
         elif self.pages >= self.max_pages:
             self.done = True
             self.truncated = True
+
+
+def history_plan(market: str, watermark_ms: int | None, now_ms: int, hours: float, margin_ms: int = 60_000,
+                 max_pages: int = 1000) -> BackfillPlan:
+    """The start-up history of one market: back `hours` from now, or only back to its watermark minus the margin
+    when the trade topic already has it (a restart pages its downtime, never the whole history again)."""
+    return BackfillPlan(market, watermark_ms, margin_ms=margin_ms, max_pages=max_pages,
+                        floor_ms=now_ms - int(hours * 3_600_000))
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,16 @@
 
 One asyncio loop. The socket reader only parses, dedupes, encodes and hands records to a non-blocking sink; a pump
 task serves Kafka delivery reports; backfill runs beside the reader after every (re)connect.
+
+History from the start (`COINPULSE_INGEST_HISTORY_HOURS` > 0): before the first subscription, every market's past
+is paged over `/v1/trades/ticks` (the same rate-limit rules as the gap backfill) back to that many hours, or, for a
+market the trade topic already holds, back to its watermark minus the margin only. The pages are held until every
+market is fetched, then all markets' trades are produced together in trade-time order, oldest first, and only then
+does the WebSocket subscribe. Oldest first and before the live feed, because the candle agent's event time is the
+largest trade time of its partition (markets share partitions): trades produced after newer ones (paging goes
+newest first, live trades are newer still) would be later than its allowed lateness and dropped as late. The
+record of what was done is the trade topic itself: a restart seeds the dedupe and the watermarks from its tail, so
+it pages only its own downtime (and a history interrupted while produced, oldest first, resumes where it stopped).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from coinpulse_ingest_upbit.avro import AvroEncoder
 from coinpulse_ingest_upbit.backfill import (
     BackfillPlan,
     delay_before_next,
+    history_plan,
     parse_remaining_req,
     reconnect_delay,
 )
@@ -126,13 +137,23 @@ class UpbitIngest:
         except Exception:
             self.dedupe.forget(market, sid)
             raise
-        if self.sink.send(self.s.trade_topic, self._key(market), value, rec["received_at"]):
+        return self._produce_seen(market, sid, rec["trade_timestamp"], value, rec["received_at"], rec["backfilled"])
+
+    def _send_trade(self, market: str, sid: int, ts: int, value: bytes, received_at: int, backfilled: bool) -> bool:
+        """An already encoded trade: deduped, then produced (as emit_trade)."""
+        if not self.dedupe.add(market, sid, ts):
+            self.stats.duplicates += 1
+            return False
+        return self._produce_seen(market, sid, ts, value, received_at, backfilled)
+
+    def _produce_seen(self, market: str, sid: int, ts: int, value: bytes, received_at: int, backfilled: bool) -> bool:
+        if self.sink.send(self.s.trade_topic, self._key(market), value, received_at):
             self.stats.trades += 1
-            if rec["backfilled"]:
+            if backfilled:
                 self.stats.backfilled += 1
             return True
         # refused by a full buffer: un-see it and let a backfill bring it back
-        self._unsee(market, sid, rec["trade_timestamp"])
+        self._unsee(market, sid, ts)
         return False
 
     def on_frame(self, data: bytes | str, conn_id: str, seq: int) -> None:
@@ -293,39 +314,108 @@ class UpbitIngest:
             if done:
                 self._pending.pop(market, None)
 
+    async def _fetch_page(self, market: str, plan: BackfillPlan) -> tuple[list[dict[str, Any]], str] | None:
+        """One `/v1/trades/ticks` page of the plan: kept in bronze, parsed (bad rows dead-lettered), absorbed by the
+        plan; (trades, url), or None when the request keeps failing or the reply is not a list (dead-lettered)."""
+        s = self.s
+        got = await self.rest_get("/v1/trades/ticks", plan.params(), "trade")
+        self.stats.backfill_requests += 1
+        if got is None:
+            log.warning("backfill_gave_up", market=market, pages=plan.pages)
+            return None
+        body, url = got
+        ms = int(time.time() * 1000)
+        req_id = f"rest-{uuid.uuid4().hex[:12]}"
+        if s.bronze:
+            self.sink.send(s.raw_topic, self._key(market), self.enc_raw.encode(
+                {"source": "upbit.rest", "connection_id": req_id, "seq": plan.pages, "received_at": ms,
+                 "payload": body.decode("utf-8", "replace"), "market": market, "url": url}), ms)
+        try:
+            rows = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            rows = None
+        if not isinstance(rows, list):
+            self.dead_letter("rest_bad_reply", body, url, market)
+            return None
+        trades = []
+        for row in rows:
+            try:
+                trades.append(P.parse_rest_trade(row, ms))
+            except P.FrameError as e:
+                self.dead_letter(e.reason, orjson.dumps(row), url, market)
+        plan.absorb(trades)
+        return trades, url
+
+    async def history(self, now_ms: int | None = None) -> int:
+        """The start-up history (see the module docstring): fetch every market's past back to `now_ms` (default:
+        the wall clock) minus COINPULSE_INGEST_HISTORY_HOURS, then produce all of it in trade-time order. Returns
+        the trades produced. Runs before the first subscription."""
+        s = self.s
+        if s.ingest_history_hours <= 0:
+            return 0
+        t0 = time.monotonic()
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        held: list[tuple[int, int, str, bytes, int]] = []  # (trade time, sid, market, Avro value, received_at)
+        requests0 = self.stats.backfill_requests
+        for market in self.markets:
+            if self.stop_event.is_set():
+                return 0
+            plan = history_plan(market, self.dedupe.watermark(market), now, s.ingest_history_hours,
+                                margin_ms=int(s.backfill_margin_s * 1000), max_pages=s.ingest_history_max_pages)
+            floor, n = plan.floor_ms or 0, 0
+            while not plan.done:
+                page = await self._fetch_page(market, plan)
+                if page is None:  # left to the gap backfill after the first connect (newest first, maybe late)
+                    break
+                trades, url = page
+                for rec in trades:
+                    ts = rec["trade_timestamp"]
+                    if ts < floor or self.dedupe.seen(market, rec["sequential_id"]):
+                        continue
+                    if self.future_trade(rec, orjson.dumps(rec), url):
+                        continue
+                    try:
+                        value = self.enc_trade.encode(rec)
+                    except Exception as e:  # noqa: BLE001 - a record that cannot be encoded is a dead letter
+                        self.dead_letter(f"unencodable: {type(e).__name__}: {e}", orjson.dumps(rec), url, market)
+                        continue
+                    held.append((ts, rec["sequential_id"], market, value, rec["received_at"]))
+                    n += 1
+            if plan.truncated:
+                self.stats.backfill_truncated += 1
+                log.warning("history_truncated", market=market, pages=plan.pages,
+                            oldest=plan.oldest_ms, wanted_from=plan.stop_before_ms)
+            log.info("history_fetched", market=market, trades=n, pages=plan.pages,
+                     since_watermark=self.dedupe.watermark(market) is not None)
+        fetched_s = time.monotonic() - t0
+        held.sort(key=lambda h: (h[0], h[1]))
+        produced = 0
+        for i, (ts, sid, market, value, received_at) in enumerate(held):
+            if i % 2000 == 0:  # let the pump move held records into librdkafka and serve delivery reports
+                # the pump task drains the held records; no event tells when they drop below half the buffer
+                while len(self.sink.pending) > s.buffer_max // 2 and not self.stop_event.is_set():  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+                if self.stop_event.is_set():
+                    break
+                await asyncio.sleep(0)
+            if self._send_trade(market, sid, ts, value, received_at, True):
+                produced += 1
+        self.stats.history_trades += produced
+        log.info("history_done", trades=produced, markets=len(self.markets), hours=s.ingest_history_hours,
+                 requests=self.stats.backfill_requests - requests0, fetch_s=round(fetched_s, 1),
+                 total_s=round(time.monotonic() - t0, 1))
+        return produced
+
     async def _backfill_market(self, market: str, watermark: int | None) -> bool:
         s = self.s
         plan = BackfillPlan(market, watermark, margin_ms=int(s.backfill_margin_s * 1000),
                             initial_ms=int(s.backfill_initial_s * 1000), max_pages=s.backfill_max_pages)
         found = 0
         while not plan.done:
-            got = await self.rest_get("/v1/trades/ticks", plan.params(), "trade")
-            self.stats.backfill_requests += 1
-            if got is None:
-                log.warning("backfill_gave_up", market=market, pages=plan.pages)
+            page = await self._fetch_page(market, plan)
+            if page is None:
                 return False
-            body, url = got
-            ms = int(time.time() * 1000)
-            req_id = f"rest-{uuid.uuid4().hex[:12]}"
-            text = body.decode("utf-8", "replace")
-            if s.bronze:
-                self.sink.send(s.raw_topic, self._key(market), self.enc_raw.encode(
-                    {"source": "upbit.rest", "connection_id": req_id, "seq": plan.pages, "received_at": ms,
-                     "payload": text, "market": market, "url": url}), ms)
-            try:
-                rows = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                rows = None
-            if not isinstance(rows, list):
-                self.dead_letter("rest_bad_reply", body, url, market)
-                return False
-            trades = []
-            for row in rows:
-                try:
-                    trades.append(P.parse_rest_trade(row, ms))
-                except P.FrameError as e:
-                    self.dead_letter(e.reason, orjson.dumps(row), url, market)
-            plan.absorb(trades)
+            trades, url = page
             for rec in trades:
                 if self.future_trade(rec, orjson.dumps(rec), url):
                     continue
@@ -427,6 +517,7 @@ class UpbitIngest:
                 if not s.market_list():
                     tasks.append(asyncio.create_task(self._refresh_markets()))
                 log.info("markets", markets=self.markets)
+                await self.history()  # before the first subscription (off unless COINPULSE_INGEST_HISTORY_HOURS)
                 attempt = 0
                 while not self.stop_event.is_set():
                     conn = asyncio.create_task(self.connect_once())

@@ -24,6 +24,15 @@ class IngestSettings(Settings):
     backfill_margin_s: float = Field(60.0, description="gap backfill pages this far behind a market's last trade time")
     backfill_initial_s: float = Field(300.0, description="for a market with no history: backfill this far back")
     backfill_max_pages: int = Field(200, description="most /v1/trades/ticks pages per market per backfill")
+    ingest_history_hours: float = Field(
+        0.0, description="before the first subscription, fetch this many hours of each market's past trades over "
+        "REST and produce them oldest first (a market already in the trade topic: only since its last trade); "
+        "0 = off, markets never seen get COINPULSE_BACKFILL_INITIAL_S after the first connect"
+    )
+    ingest_history_max_pages: int = Field(
+        1000, ge=1, description="most /v1/trades/ticks pages (500 trades) per market of that start-up history; it is held "
+        "in memory until produced in trade-time order"
+    )
     dedupe_capacity: int = Field(200_000, description="recent trade ids remembered per market")
     seed_tail: int = Field(50_000, description="records read back from each trade-topic partition on start")
     buffer_max: int = Field(100_000, description="records held when the producer queue is full, before overflow")
@@ -51,6 +60,14 @@ class IngestSettings(Settings):
         if not 0 < v <= MAX_DELIVERY_TIMEOUT_S:
             raise ValueError(f"COINPULSE_INGEST_DELIVERY_TIMEOUT_S must be > 0 and <= {MAX_DELIVERY_TIMEOUT_S} "
                              f"seconds (librdkafka's message.timeout.ms is a 32-bit millisecond count); got {v}")
+        return v
+
+    @field_validator("ingest_history_hours")
+    @classmethod
+    def _history(cls, v: float) -> float:
+        if not 0 <= v <= 24 * 7:
+            raise ValueError(f"COINPULSE_INGEST_HISTORY_HOURS must be within [0, 168] (Upbit serves 7 days of trades); "
+                             f"got {v}")
         return v
 
     @field_validator("ingest_max_future_skew_s", "ingest_schema_wait_s")

@@ -20,6 +20,7 @@ class Stats:
     error_frames: int = 0
     duplicates: int = 0
     backfilled: int = 0
+    history_trades: int = 0  # of which produced by the start-up history (COINPULSE_INGEST_HISTORY_HOURS)
     backfill_requests: int = 0
     backfill_truncated: int = 0
     rest_throttled: int = 0
@@ -70,6 +71,7 @@ _COUNTERS = {
     "error_frames": "error frames received from the server",
     "duplicates": "duplicate trades dropped",
     "backfilled": "trades produced from gap backfill",
+    "history_trades": "trades produced by the start-up history, oldest first, before the first subscription",
     "backfill_requests": "REST /v1/trades/ticks requests",
     "backfill_truncated": "backfills that stopped at the page limit",
     "rest_throttled": "REST replies 429/418",
