@@ -14,10 +14,9 @@ from datetime import timedelta
 import httpx
 import psycopg
 import pytest
-import websockets
 from coinpulse_common.paths import state_dir
 from coinpulse_testing import sample
-from coinpulse_testing.browser import CANVAS_PIXELS, Page, canvas_colour_pixels, screenshot
+from coinpulse_testing.browser import CANVAS_PIXELS, canvas_colour_pixels, open_page, screenshot
 from coinpulse_testing.browser import chromium as browser_chromium
 from coinpulse_testing.net import free_port
 from coinpulse_testing.procs import spawn_python, stop
@@ -75,15 +74,7 @@ ROLL_RGB = (0xC3, 0x9B, 0xFF)  # COLORS.rcMen
 
 
 async def test_dashboard_in_chromium(stack, sample_day, dashboard, chromium):
-    async with httpx.AsyncClient() as http:
-        targets = (await http.get(f"{chromium}/json/list")).json()
-    ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
-    async with websockets.connect(ws_url, max_size=64 << 20) as ws:
-        page = Page(ws)
-        await page.send("Page.enable")
-        await page.send("Runtime.enable")
-        await page.send("Emulation.setDeviceMetricsOverride", width=1600, height=1200, deviceScaleFactor=1,
-                        mobile=False)
+    async with open_page(chromium, 1600, 1200) as page:
         await page.send("Page.navigate", url=f"{dashboard}/#KRW-BTC")
         await page.until("document.body && document.body.dataset.ready === '1' && window.coinpulse.bars.length > 0",
                          30, "the first render")

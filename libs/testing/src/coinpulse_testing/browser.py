@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from coinpulse_testing.wait import wait_for
@@ -50,6 +50,25 @@ class Page:
                 return v
             await asyncio.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}: {expr}")
+
+
+@contextlib.asynccontextmanager
+async def open_page(endpoint: str, width: int = 1600, height: int = 1200) -> AsyncIterator[Page]:
+    """The first page target of the browser at `endpoint` (chromium()'s DevTools URL) over CDP, with the Page and
+    Runtime domains enabled and a `width` x `height` viewport."""
+    import httpx
+    import websockets
+
+    async with httpx.AsyncClient() as http:
+        targets = (await http.get(f"{endpoint}/json/list")).json()
+    ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+    async with websockets.connect(ws_url, max_size=64 << 20) as ws:
+        page = Page(ws)
+        await page.send("Page.enable")
+        await page.send("Runtime.enable")
+        await page.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                        mobile=False)
+        yield page
 
 
 CANVAS_PIXELS = """(() => {
