@@ -135,13 +135,15 @@ class KafkaBronze:
     def records(self) -> Iterator[tuple[int, int, int, bytes | None]]:
         """(partition, offset, Kafka timestamp ms, raw value) in offset order per partition."""
         from coinpulse_common.kafka import admin, consumer
-        from confluent_kafka import TopicPartition
+        from confluent_kafka import KafkaError, TopicPartition
 
         s, topic, start, end, progress = self.s, self.topic, self.start, self.end, self.progress
         md = admin(s).list_topics(topic, timeout=10)
         if topic not in md.topics or md.topics[topic].error is not None:
             raise RuntimeError(f"topic {topic} does not exist")
-        c = consumer(f"coinpulse-backfill-{int(time.time() * 1000)}", s)
+        # partition EOF: a log that ends with a transaction marker (a transactional writer, e.g. the crawler's) has
+        # no record at its last offset, so reaching the end is the signal that a partition is read
+        c = consumer(f"coinpulse-backfill-{int(time.time() * 1000)}", s, **{"enable.partition.eof": True})
         start_ms = int(start.timestamp() * 1000)
         try:
             parts = list(md.topics[topic].partitions)
@@ -168,7 +170,11 @@ class KafkaBronze:
             deadline = time.monotonic() + 600
             while open_parts and time.monotonic() < deadline:
                 msg = c.poll(1.0)
-                if msg is None or msg.error() is not None:
+                if msg is None:
+                    continue
+                if msg.error() is not None:
+                    if msg.error().code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 - librdkafka's code name
+                        open_parts.discard(msg.partition())
                     continue
                 p = msg.partition()
                 if p not in open_parts:
