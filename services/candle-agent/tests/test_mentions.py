@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from coinpulse_candle_agent.clock import Timing
 from coinpulse_candle_agent.mentions import DocHits, MentionEngine
-from coinpulse_candle_agent.reference import reference_mentions
 from coinpulse_mentions import default_matcher, doc_hits
+from coinpulse_testing.reference import reference_mentions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
