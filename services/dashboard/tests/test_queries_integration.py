@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from coinpulse_dashboard import health, queries
 from coinpulse_dashboard.tables import Tables
+from coinpulse_mentions.matcher import default_matcher
 from coinpulse_testing import sample
 from psycopg_pool import AsyncConnectionPool
 
@@ -105,8 +106,9 @@ async def test_unknown_market_gives_empty_series(conn, tables):
 
 
 async def test_posts_mentioning_the_coin_newest_first_without_deleted(conn, tables, sample_day, dash_settings):
-    pats = queries.market_patterns("KRW-BTC", queries.load_aliases(dash_settings.aliases_file()))
-    got = await queries.posts(conn, tables, "KRW-BTC", pats, limit=50)
+    got = await queries.posts(conn, tables, "KRW-BTC", default_matcher(), limit=50, page=7)  # pages of 7: paging
+    assert {p["post_no"] for p in await queries.posts(conn, tables, "KRW-BTC", default_matcher(), limit=50)} == {
+        p["post_no"] for p in got}
     assert got[0]["title"] == sample.XSS_TITLE  # stored and returned verbatim; the page escapes it
     assert all(p["post_no"] != 999_998 for p in got)  # deleted
     times = [p["created_at"] for p in got]

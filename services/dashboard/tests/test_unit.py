@@ -12,6 +12,7 @@ from coinpulse_dashboard import health, queries
 from coinpulse_dashboard.app import create_app
 from coinpulse_dashboard.settings import DashboardSettings
 from coinpulse_dashboard.tables import Tables
+from coinpulse_mentions.matcher import MentionMatcher, default_matcher
 from coinpulse_testing.net import free_port
 from psycopg import sql
 
@@ -45,25 +46,31 @@ def test_unknown_timeframe_is_rejected():
         Tables().candles("2m")
 
 
-def test_patterns_come_from_the_alias_dictionary():
-    p = queries.market_patterns("KRW-BTC", ALIASES)
-    # Python's re agrees with PostgreSQL's ARE on these simple constructs
-    ci, cs = re.compile(p.ci, re.I), re.compile(p.cs)
-    assert ci.search("비트코인 간다") and ci.search("오늘 비트코인이 오른다") and ci.search("Bitcoin!")
-    assert ci.search("비트으로 가자")
-    assert not ci.search("트비트코인") and not ci.search("비트코인캐시 간다") and not ci.search("bitcoiners")
-    assert cs.search("BTC 가즈아") and cs.search("(BTC)") and not cs.search("btc") and not cs.search("BTCUSD")
+def _post(title: str, body: str | None = None) -> dict:
+    return {"gallery": "g", "post_no": 1, "title": title, "body": body}
 
 
-def test_market_without_aliases_falls_back_to_its_ticker():
-    p = queries.market_patterns("KRW-NEWC", ALIASES)
-    assert re.search(p.cs, "NEWC 상장") and not re.search(p.cs, "XNEWC")
-    assert p.ci == "(?!)"
+def test_posts_about_a_coin_are_those_the_mention_counter_counts():
+    """One rule: the dashboard asks the counter's matcher (coinpulse_mentions), no regex approximating it."""
+    m = default_matcher()
+    yes = ["비트코인 간다", "오늘 비트코인이 오른다", "BTC 가즈아", "(BTC)"]
+    no = ["트비트코인", "비트코인캐시 간다", "btc", "BTCUSD", "이더리움만"]
+    for text in yes + no:
+        assert queries.mentions_market(m, "KRW-BTC", _post(text)) == any(
+            h.market == "KRW-BTC" for h in m.mentions(text)), text
+    assert all(queries.mentions_market(m, "KRW-BTC", _post(t)) for t in yes)
+    assert not any(queries.mentions_market(m, "KRW-BTC", _post(t)) for t in no)
+    assert queries.mentions_market(m, "KRW-BTC", _post("제목", "본문에 비트코인"))  # the body counts, as for the agent
 
 
-def test_alias_regex_metacharacters_are_escaped():
-    p = queries.market_patterns("KRW-X", {"markets": {"KRW-X": {"names": ["a.b(c"], "tickers": []}}})
-    assert re.search(p.ci, "see a.b(c now") and not re.search(p.ci, "see aXb(c now")
+def test_alias_prefilter_is_a_superset_of_the_matcher():
+    m = MentionMatcher({"version": 1, **ALIASES}, {"version": 1, "positive": [], "negative": []})
+    like = queries.alias_patterns("KRW-BTC", m)
+    assert set(like) == {"%비트코인%", "%비트%", "%bitcoin%", "%BTC%"}
+    assert queries.alias_patterns("KRW-NEWC", m) == []  # a coin the dictionary does not know is never mentioned
+    odd = MentionMatcher({"version": 1, "particles": [], "markets": {"KRW-X": {"names": ["a_b%c"]}}},
+                         {"version": 1, "positive": [], "negative": []})
+    assert queries.alias_patterns("KRW-X", odd) == ["%a\\_b\\%c%"]  # LIKE wildcards in an alias are escaped
 
 
 def test_probe_spec_parses():

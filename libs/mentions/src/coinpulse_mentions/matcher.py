@@ -69,10 +69,12 @@ class MentionMatcher:
         self.particles = frozenset(aliases["particles"])
         self._aliases = ahocorasick.Automaton()
         entries: dict[str, list[tuple[str, str, str]]] = {}
+        self._by_market: dict[str, tuple[str, ...]] = {}
         for market, spec in aliases["markets"].items():
             for kind in ("ko", "names", "tickers"):
                 for alias in spec.get(kind, []):
                     entries.setdefault(_ascii_lower(alias), []).append((market, alias, kind))
+            self._by_market[market] = tuple(a for kind in ("ko", "names", "tickers") for a in spec.get(kind, []))
         for pattern, values in entries.items():
             self._aliases.add_word(pattern, (len(pattern), tuple(values)))
         self._aliases.make_automaton()
@@ -83,6 +85,10 @@ class MentionMatcher:
         self._lexicon.make_automaton()
 
     # -- aliases ---------------------------------------------------------------------------------------------
+    def aliases_of(self, market: str) -> tuple[str, ...]:
+        """Every alias (Korean, names, tickers) of `market`; () for a market the dictionary does not know."""
+        return self._by_market.get(market, ())
+
     def _valid(self, text: str, start: int, end: int, alias: str, kind: str) -> bool:
         before = text[start - 1] if start > 0 else " "
         after_idx = end

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import orjson
 import psycopg
 from aiohttp import web
 from coinpulse_common.logging import get_logger
+from coinpulse_mentions.matcher import load_matcher
 from psycopg_pool import AsyncConnectionPool
 
 from coinpulse_dashboard import health as health_mod
@@ -120,6 +122,11 @@ async def api_series(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
+@functools.lru_cache(maxsize=4)
+def _matcher(aliases_path: str):
+    return load_matcher(aliases_path or None)
+
+
 async def api_posts(request: web.Request) -> web.Response:
     s = request.app[S_KEY]
     market = _market(request)
@@ -129,8 +136,8 @@ async def api_posts(request: web.Request) -> web.Response:
         limit = _int(request, "limit", 20, 1, 100)
     except ValueError as e:
         return _bad(str(e))
-    pats = queries.market_patterns(market, queries.load_aliases(s.aliases_file()))
-    rows = await _query(request, queries.posts, market, pats, limit, s.dashboard_posts_window_hours)
+    matcher = _matcher(s.dashboard_aliases_path)  # the mention counter's own dictionary and rules
+    rows = await _query(request, queries.posts, market, matcher, limit, s.dashboard_posts_window_hours)
     return _json({"market": market, "posts": rows})
 
 

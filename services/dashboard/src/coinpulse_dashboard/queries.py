@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
-from datetime import datetime
-from functools import lru_cache
-from pathlib import Path
+from datetime import UTC, datetime
 
+from coinpulse_mentions.documents import post_document
+from coinpulse_mentions.matcher import MentionMatcher
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
@@ -80,15 +79,17 @@ SELECT
                             ORDER BY b), '[]') FROM m)::text AS mentions
 """
 
+# candidates for "posts about a coin": a case-insensitive substring match on any alias of the coin, a superset of
+# what the mention matcher finds (its rules only narrow a substring hit); the matcher then decides, in Python
 POSTS = """
 WITH anchor AS (SELECT max(created_at) AS hi FROM {p})
-SELECT gallery, post_no, title, left(coalesce(body, ''), %(snippet)s) AS snippet, created_at, views, recommend,
-       reply_count, url
+SELECT gallery, post_no, title, body, created_at, views, recommend, reply_count, url
 FROM {p}, anchor
 WHERE created_at > anchor.hi - make_interval(hours => %(hours)s) AND NOT deleted
-  AND (title ~* %(ci)s OR title ~ %(cs)s OR coalesce(body, '') ~* %(ci)s OR coalesce(body, '') ~ %(cs)s)
+  AND (title ILIKE ANY(%(like)s) OR coalesce(body, '') ILIKE ANY(%(like)s))
+  AND (created_at, post_no) < (%(before_ts)s, %(before_no)s)
 ORDER BY created_at DESC, post_no DESC
-LIMIT %(limit)s
+LIMIT %(page)s
 """
 
 # the live stream's change detector: newest candle and the newest emission among recent rows (revisions too)
@@ -165,53 +166,44 @@ def decode_series(body: bytes) -> dict:
 
 # -- posts ---------------------------------------------------------------------------------------------------------
 
-def _re_escape(word: str) -> str:
-    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", word)
+def _like_escape(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-@dataclass(frozen=True)
-class MarketPatterns:
-    ci: str  # Korean and Latin names, case-insensitive, at a word start
-    cs: str  # tickers, case-sensitive, whole words
+def alias_patterns(market: str, matcher: MentionMatcher) -> list[str]:
+    """ILIKE patterns of every alias the mention matcher knows for `market` (none: the market is never mentioned)."""
+    return sorted({f"%{_like_escape(a)}%" for a in matcher.aliases_of(market)})
 
 
-_NEVER = "(?!)"  # a regex that never matches (PostgreSQL ARE supports negative look-ahead)
+def mentions_market(matcher: MentionMatcher, market: str, row: dict) -> bool:
+    """The mention counter's own rule: the post's document text (title and body, as the agent builds it) has a hit
+    of `market`."""
+    text = post_document({**row, "created_at": 0}).text
+    return any(h.market == market for h in matcher.mentions(text))
 
 
-@lru_cache(maxsize=4)
-def load_aliases(path: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        return {}
-    return json.loads(p.read_text(encoding="utf-8"))
-
-
-def market_patterns(market: str, aliases: dict) -> MarketPatterns:
-    """Regexes that find a coin in post text, from the alias dictionary (the same data the mention counter uses);
-    without an entry, the ticker of the market code. The counter's word rules, approximated for search: a Korean
-    alias starts a Hangul word and ends it or is followed by one particle; Latin names and tickers are whole words."""
-    entry = aliases.get("markets", {}).get(market) or {"tickers": [market.split("-", 1)[-1]]}
-    particles = [_re_escape(p) for p in sorted(aliases.get("particles", []), key=len, reverse=True)]
-    ko = [_re_escape(a) for a in entry.get("ko", [])]
-    names = [_re_escape(a) for a in entry.get("names", [])]
-    tickers = [_re_escape(a) for a in entry.get("tickers", [])]
-    ci_parts = []
-    if ko:
-        tail = f"({'|'.join(particles)})?" if particles else ""
-        ci_parts.append(f"(^|[^가-힣ㄱ-ㅎA-Za-z0-9])({'|'.join(sorted(ko, key=len, reverse=True))}){tail}($|[^가-힣])")
-    if names:
-        ci_parts.append(f"(^|[^A-Za-z0-9])({'|'.join(names)})($|[^A-Za-z0-9])")
-    cs = f"(^|[^A-Za-z0-9])({'|'.join(tickers)})($|[^A-Za-z0-9])" if tickers else _NEVER
-    return MarketPatterns("|".join(ci_parts) or _NEVER, cs)
-
-
-async def posts(conn: AsyncConnection, t: Tables, market: str, patterns: MarketPatterns, limit: int = 20,
-                hours: int = 24, snippet: int = 240) -> list[dict]:
-    rows = await _rows(conn, _q(POSTS, t), {"ci": patterns.ci, "cs": patterns.cs, "limit": limit, "hours": hours,
-                                            "snippet": snippet})
-    for r in rows:
-        r["created_at"] = _ts(r["created_at"])
-    return rows
+async def posts(conn: AsyncConnection, t: Tables, market: str, matcher: MentionMatcher, limit: int = 20,
+                hours: int = 24, snippet: int = 240, page: int = 200) -> list[dict]:
+    """The newest `limit` posts that the mention counter counts for `market`, newest first (no deleted ones)."""
+    like = alias_patterns(market, matcher)
+    out: list[dict] = []
+    if not like:
+        return out
+    before = (datetime(9999, 1, 1, tzinfo=UTC), 0)
+    while len(out) < limit:
+        rows = await _rows(conn, _q(POSTS, t), {"like": like, "hours": hours, "page": page,
+                                                "before_ts": before[0], "before_no": before[1]})
+        if rows:
+            before = (rows[-1]["created_at"], rows[-1]["post_no"])
+        for r in rows:
+            if len(out) < limit and mentions_market(matcher, market, r):
+                body = r.pop("body") or ""
+                r["snippet"] = body[:snippet]
+                r["created_at"] = _ts(r["created_at"])
+                out.append(r)
+        if len(rows) < page:
+            break
+    return out
 
 
 # -- live version --------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from coinpulse_common.paths import repo_root
 from coinpulse_common.settings import READER_ROLE, Settings
 from pydantic import Field, model_validator
 
@@ -21,8 +20,8 @@ class DashboardSettings(Settings):
         "marts", description="schema of the link marts (`lead_lag`, `link_summary`, `price_community`, "
         "`mention_spikes`): the flows' `COINPULSE_MARTS_SCHEMA`")
     dashboard_aliases_path: str = Field(
-        "", description="alias dictionary (JSON, `markets` -> ko/names/tickers) used to find posts about a coin; "
-        "default: the candle agent's versioned dictionary in the repository")
+        "", description="alias dictionary (JSON, the mention counter's format) used to find posts about a coin; "
+        "default: the dictionary packaged in coinpulse_mentions, the one the candle agent counts with")
     dashboard_pool_min: int = Field(2, description="PostgreSQL connection pool: connections kept open")
     dashboard_pool_max: int = Field(8, description="PostgreSQL connection pool: most connections")
     dashboard_pool_timeout_s: float = Field(3.0, description="how long a request waits for a pooled connection")
@@ -53,10 +52,6 @@ class DashboardSettings(Settings):
                 ("ingest-upbit", self.ingest_metrics_port), ("crawl-dc", self.crawl_metrics_port),
                 ("candle-agent", self.candle_metrics_port), ("sink", self.sink_metrics_port)))
         return self
-
-    def aliases_file(self) -> str:
-        return self.dashboard_aliases_path or str(
-            repo_root() / "services/candle-agent/src/coinpulse_candle_agent/data/aliases.json")
 
     def reader_dsn(self) -> str:
         return self.pg_dsn(READER_ROLE, self.pg_reader_password)
