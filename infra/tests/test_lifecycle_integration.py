@@ -13,6 +13,7 @@ import psutil
 import pytest
 from coinpulse_common.topics import TOPICS
 from coinpulse_platform.isolated import cli, stack_env
+from coinpulse_testing.stacks import stack_root
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -22,9 +23,8 @@ OFFSET = 1000
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, stack):
-    d = tmp_path_factory.mktemp("stack2")
-    os.chmod(d, 0o755)
+def env(stack):
+    d = stack_root("stack-lifecycle")  # not under pytest's temp folder: see stack_root
     e = stack_env(d / "state", OFFSET)
     yield e
     cli(e, "down", "--purge", timeout=180)

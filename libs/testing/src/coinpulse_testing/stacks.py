@@ -9,10 +9,12 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from coinpulse_common.paths import state_dir
 from coinpulse_common.settings import Settings
 from coinpulse_platform.isolated import cli, stack_env
 
@@ -37,15 +39,35 @@ def isolated_stack(root: Path, offset: int, **extra: str) -> Iterator[dict[str, 
         cli(env, "down", "--purge", timeout=180)
 
 
+KEEP_ROOTS = 3
+
+
+def stack_root(folder: str) -> Path:
+    """A fresh folder for an isolated stack's state, under the state dir's `test-stacks/` (the newest KEEP_ROOTS of
+    each name are kept for whoever reads a failure, older ones removed).
+
+    Not under pytest's temp folder: every pytest session strips the group/other bits of `/tmp/pytest-of-<user>`
+    (pytest's own hardening), so a second pytest started meanwhile takes away the access the stack's PostgreSQL,
+    running as the `postgres` user, has to its data directory below (initdb aborted with "Permission denied")."""
+    base = state_dir() / "test-stacks"
+    base.mkdir(parents=True, exist_ok=True)
+    old = sorted(base.glob(f"{folder}-*"), key=lambda p: p.stat().st_mtime)
+    for stale in old[:max(0, len(old) - (KEEP_ROOTS - 1))]:
+        shutil.rmtree(stale, ignore_errors=True)
+    root = Path(tempfile.mkdtemp(prefix=f"{folder}-", dir=base))
+    os.chmod(root, 0o755)
+    return root
+
+
 def isolated_stack_fixture(offset: int, name: str = "env", folder: str = "stack", **extra: str):
-    """A module-scoped fixture `name` yielding an isolated_stack's environment (in a pytest temp folder `folder`).
+    """A module-scoped fixture `name` yielding an isolated_stack's environment (state in `stack_root(folder)`).
 
     It takes the main `stack` fixture first: the isolated stack shares the main one's JVM artifacts.
     Use: `env = isolated_stack_fixture(2000, folder="stack-fault")` at module level."""
 
     @pytest.fixture(scope="module", name=name)
-    def _fixture(tmp_path_factory, stack) -> Iterator[dict[str, str]]:
-        with isolated_stack(tmp_path_factory.mktemp(folder), offset, **extra) as env:
+    def _fixture(stack) -> Iterator[dict[str, str]]:
+        with isolated_stack(stack_root(folder), offset, **extra) as env:
             yield env
 
     return _fixture
