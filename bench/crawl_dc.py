@@ -119,7 +119,7 @@ def peer(d: Path, rounds: int) -> dict:
 def http(url: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - local simulator
+    with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
 

@@ -69,7 +69,7 @@ def served(stack, unique, tmp_path):
     """The serve process (its metrics URL and the deployment's id), stopped and its deployment deleted after."""
     port, name = free_port(), f"test-{unique}"
     api = FlowSettings().prefect_api
-    log = open(tmp_path / "serve.log", "w")
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - the child writes it; closed at teardown
     proc = subprocess.Popen([sys.executable, "-c", SERVE, name], env={**os.environ, "PREFECT_API_URL": api,
                             "COINPULSE_FLOWS_METRICS_PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

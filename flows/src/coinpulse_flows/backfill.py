@@ -173,7 +173,7 @@ class KafkaBronze:
                 if msg is None:
                     continue
                 if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 - librdkafka's code name
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
                         open_parts.discard(msg.partition())
                     continue
                 p = msg.partition()

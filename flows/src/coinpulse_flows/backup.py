@@ -50,7 +50,7 @@ def _pg_env(s) -> dict[str, str]:
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> str:
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"{Path(cmd[0]).name} failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
     return p.stdout

@@ -81,7 +81,7 @@ def digest_parquet(path: Path) -> ArrowDigest:
     names = pq.read_schema(path).names
     d = ArrowDigest(_con=_connect())
     try:
-        n, s = d._con.execute(f"SELECT count(*), coalesce(sum({hash_expr(names)})::HUGEINT, 0) "  # noqa: S608
+        n, s = d._con.execute(f"SELECT count(*), coalesce(sum({hash_expr(names)})::HUGEINT, 0) "
                               "FROM read_parquet(?)", [str(path)]).fetchone()
     finally:
         d.close()

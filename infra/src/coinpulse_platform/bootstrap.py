@@ -137,7 +137,7 @@ def topics(s: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
             try:
                 fut.result()
                 created.append(name)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 if "TOPIC_ALREADY_EXISTS" not in str(e):
                     raise
     grow = [NewPartitions(t.name, t.partitions) for t in specs

@@ -155,8 +155,11 @@ class Stack:
             if self.stop_part(name):
                 stopped.append(name)
         if purge:
+            # the services' own local state describes data in Kafka (the crawler's watermarks and reply counts, the
+            # agent's table store): kept, a purged stack's crawler would skip every post it had crawled before
             for d in (self.data, self.conf_dir, self.run_dir, self.state / "kafka-cluster-id",
-                      self.state / "pgsock", self.state / "prefect", self.state / "services"):
+                      self.state / "pgsock", self.state / "prefect", self.state / "services",
+                      self.state / "crawl-dc", self.state / "candle-agent"):
                 if d.is_dir():
                     shutil.rmtree(d, ignore_errors=True)
                 elif d.exists():

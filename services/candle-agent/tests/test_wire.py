@@ -31,7 +31,7 @@ class Registry(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: Registry
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         self.server.requests.append(self.path)
         if len(self.server.requests) <= self.server.failures:
             status, body = 503, {"message": "starting"}

@@ -39,7 +39,7 @@ def free_port() -> int:
 def http(url: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - local simulator
+    with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
 
@@ -60,7 +60,7 @@ def topics(stack, unique):
 @pytest.fixture
 def sim(tmp_path):
     port = free_port()
-    log = open(tmp_path / "sim.log", "w")
+    log = open(tmp_path / "sim.log", "w")  # noqa: SIM115 - the child writes it; closed at teardown
     proc = subprocess.Popen(
         [sys.executable, "-m", "coinpulse_sim_dcinside", "--port", str(port), "--seed", "11",
          "--galleries", "bitcoins_new1:normal", "--start", "2025-12-31T23:20:00+09:00",

@@ -1,42 +1,36 @@
-"""End to end: `python -m coinpulse_platform.demo` on the bundled simulators, then the dashboard in headless Chromium
-against the running demo. The bundled recording's markets must appear with live candles, mentions and posts; a
-screenshot goes to .coinpulse/screenshots/demo.png. The demo refreshed the marts before its summary (which says when
-the first screen was ready), so the marts have rows of this run and the flow box lists that run; every health box
-of the dashboard's health JSON is green. The demo's processes are stopped afterwards."""
+"""End to end: `python -m coinpulse_platform.demo` on the simulators of one coupled world (scenario `demo`), then the
+dashboard in headless Chromium against the running demo. The world's markets must appear with live candles,
+mentions and posts; a screenshot goes to .coinpulse/screenshots/demo.png. History from the start: the first screen
+has 12 h of 1-minute candles for the coupled markets (every minute: ingest fetched the past over REST before it
+subscribed, and the candle agent built those minutes, none dropped as late), their mentions on the same time axis
+(the crawled gallery history, none dropped as late) and a filled link summary. The demo refreshed the marts before
+its summary (which says when the first screen was ready), so the marts have rows of this run and the flow box lists
+that run; every health box of the dashboard's health JSON is green. The demo's processes are stopped afterwards."""
 
 from __future__ import annotations
 
 import base64
-import gzip
-import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
 import pytest
 import websockets
-from coinpulse_common.paths import repo_root, state_dir
+from coinpulse_common.paths import state_dir
 from coinpulse_dashboard.browser import CANVAS_PIXELS, Page
 from coinpulse_dashboard.browser import chromium as browser_chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _recording_markets() -> set[str]:
-    markets = set()
-    path = repo_root() / "services" / "sim-upbit" / "data" / "default.jsonl.gz"
-    with gzip.open(path, "rt") as f:
-        for i, line in enumerate(f):
-            msg = json.loads(line)["msg"]
-            code = msg.get("code") or msg.get("cd")
-            if code:
-                markets.add(code)
-            if i > 5000:
-                break
-    return markets
+def _world_markets() -> set[str]:
+    from coinpulse_platform import demo
+    from coinpulse_simworld import load_scenario
+
+    return set(load_scenario(demo.SCENARIO).codes)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +55,7 @@ def demo(stack):
 
 
 async def test_demo_reaches_postgres_and_the_dashboard_shows_it(stack, demo):
-    markets = _recording_markets()
+    markets = _world_markets()
     assert len(markets) >= 10
     with psycopg.connect(stack.pg_dsn(), autocommit=True) as c:
         in_pg = {m for (m,) in c.execute("SELECT DISTINCT market FROM gold.candles WHERE interval = '1m'")}
@@ -156,6 +150,54 @@ def test_every_health_box_is_green_and_the_marts_have_rows_of_this_run(stack, de
                          "WHERE as_of >= %s", (demo,)).fetchone()
     assert top > 0, "marts.top_markets has no row refreshed since the demo started"
     assert link[0] > 0 and link[1] > 0, f"marts.price_community rows since the demo started: {link}"
+
+
+def _agent_counter(text: str, name: str) -> float:
+    """A counter of the candle agent's /metrics (absent: never incremented)."""
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_the_first_screen_has_12_hours_of_candles_the_mentions_on_the_same_axis_and_the_link(stack, demo):
+    from coinpulse_candle_agent.settings import CandleSettings
+    from coinpulse_platform import demo as driver
+
+    start = demo.replace(second=0, microsecond=0)
+    lo, hi = start - timedelta(hours=driver.HISTORY_HOURS), start
+    with psycopg.connect(stack.pg_dsn(), autocommit=True) as c:
+        candles = dict(c.execute(
+            "SELECT market, count(DISTINCT bucket_start) FROM gold.candles WHERE interval = '1m' "
+            "AND market = ANY(%s) AND bucket_start >= %s AND bucket_start < %s GROUP BY 1",
+            (list(driver.COUPLED), lo, hi)).fetchall())
+        m_lo, m_hi, m_minutes = c.execute(
+            "SELECT min(bucket_start), max(bucket_start), count(DISTINCT bucket_start) FROM gold.mentions_1m "
+            "WHERE market = ANY(%s) AND bucket_start >= %s AND bucket_start < %s",
+            (list(driver.COUPLED), lo, hi)).fetchone()
+        links = c.execute("SELECT market, verdict, n FROM marts.link_summary WHERE metric = 'mentions_absret' "
+                          "AND as_of >= %s AND market = ANY(%s)", (demo, list(driver.COUPLED))).fetchall()
+        n_links = c.execute("SELECT count(*) FROM marts.link_summary WHERE as_of >= %s", (demo,)).fetchone()[0]
+        n_lags = c.execute("SELECT count(*) FROM marts.lead_lag WHERE as_of >= %s AND market = ANY(%s)",
+                           (demo, list(driver.COUPLED))).fetchone()[0]
+    # every minute of the 12 hours before the demo started: the world trades every minute of every market
+    want = driver.HISTORY_HOURS * 60
+    assert candles == dict.fromkeys(driver.COUPLED, want), f"1-minute candles in [{lo}, {hi}) (want {want}): {candles}"
+    # the mentions lie on the candles' time axis: from hours back (the crawled history) to the last minutes
+    assert m_lo is not None, f"no mention of {driver.COUPLED} in [{lo}, {hi})"
+    assert m_lo <= hi - timedelta(hours=driver.DC_HISTORY_HOURS - 0.5) and m_hi >= hi - timedelta(minutes=10), \
+        (m_lo, m_hi)
+    assert m_minutes >= driver.DC_HISTORY_HOURS * 60 / 2, f"only {m_minutes} minutes with mentions of {driver.COUPLED}"
+    # the lead–lag panel is filled: every lag of each coupled market, and a summary on enough minute pairs
+    assert n_links > 0 and n_lags > 0, (n_links, n_lags)
+    assert {m for m, _, _ in links} == set(driver.COUPLED), links
+    assert all(v != "insufficient_data" and n >= 120 for _, v, n in links), links
+    # nothing of the history was dropped as late: it came oldest first, before the live feed (trades), and the
+    # agent's mention lateness covers the crawled history (posts and comments are two topics read independently)
+    metrics = httpx.get(f"http://{stack.host}:{CandleSettings().candle_metrics_port}/metrics", timeout=10).text
+    assert _agent_counter(metrics, "coinpulse_candle_trades_late_total") == 0
+    assert _agent_counter(metrics, "coinpulse_candle_mention_hits_late_total") == 0
+    assert _agent_counter(metrics, "coinpulse_candle_trades_ok_total") > want * len(driver.COUPLED)
 
 
 def test_flows_run_on_what_the_demo_wrote(stack, demo):

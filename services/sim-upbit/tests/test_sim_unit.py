@@ -58,7 +58,8 @@ def test_generate_recording_is_reproducible_and_readable(tmp_path):
     n = generate_recording(a, 0.5, seed=9, markets=["KRW-BTC", "KRW-XRP"])
     generate_recording(b, 0.5, seed=9, markets=["KRW-BTC", "KRW-XRP"])
     assert a.read_bytes() == b.read_bytes() and n > 10
-    first = orjson.loads(gzip.open(a).readline())
+    with gzip.open(a) as f:
+        first = orjson.loads(f.readline())
     assert "ty" in first["msg"] and isinstance(first["recv_ts"], float)
     rows = list(read_recording(a))
     assert len(rows) == n and all("type" in m for _, m in rows)

@@ -54,7 +54,7 @@ class TopicSet:
         for fut in a.create_topics(new, request_timeout=15).values():
             try:
                 fut.result()
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 if "TOPIC_ALREADY_EXISTS" not in str(e):
                     raise
         client = registry_client(s.registry)

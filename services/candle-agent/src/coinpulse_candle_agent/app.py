@@ -335,7 +335,7 @@ class CandleAgent:
 
     def _committed(self, tp: TP) -> int:
         """The partition's committed offset as the consumer last saw it (0 when none: Faust keeps 0 as None)."""
-        return self.app.consumer._committed_offset.get(tp) or 0  # noqa: SLF001 - Faust exposes no getter
+        return self.app.consumer._committed_offset.get(tp) or 0
 
     def _emit_for(self, engines: PartitionEngines, emits: list[dict[str, Any]]) -> None:
         if engines is self.candles:

@@ -50,7 +50,7 @@ class ChunkMessage(ConsumerMessage):
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._isolation_level = "read_committed"  # noqa: SLF001 - aiokafka hands it to its Fetcher at start()
+        consumer._isolation_level = "read_committed"
         return consumer
 
 

@@ -80,7 +80,7 @@ def serve(port: int, host: str = "127.0.0.1", galleries: list[str] | None = None
     started_at, names = time.time(), list(galleries or [])
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 body, ctype, code = generate_latest(REGISTRY), CONTENT_TYPE_LATEST, 200

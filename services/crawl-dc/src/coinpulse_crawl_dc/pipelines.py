@@ -32,7 +32,7 @@ class KafkaPipeline:
         if isinstance(item, Record):
             try:
                 spider.sink.send(item.base_topic, item.key, item.value)
-            except Exception as e:  # a record that does not fit its schema: dead-letter it, keep crawling
+            except Exception as e:  # noqa: BLE001 - a record that does not fit its schema: dead-letter it, keep crawling
                 spider.report.errors += 1
                 spider.report.dead_letters += 1
                 metrics.ERRORS.labels(spider.gallery.id, "encode").inc()
@@ -79,7 +79,7 @@ class KafkaPipeline:
         try:
             spider.sink.send(DC_CRAWL_RUN, g, run)
             spider.sink.commit()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any commit failure fails the cycle with its reason, the crawler goes on
             rep.status, rep.reason = "failed", f"kafka commit failed: {e}"[:500]
             metrics.ERRORS.labels(g, "kafka").inc()
             metrics.CYCLES.labels(g, "failed").inc()

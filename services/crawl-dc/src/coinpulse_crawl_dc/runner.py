@@ -51,7 +51,7 @@ def run(cfg: CrawlSettings, *, once: bool = False, cycles: int | None = None) ->
                 wait = max(0.0, cfg.dc_interval - (time.monotonic() - t0))
                 log.info("cycle_sleep", seconds=round(wait, 1))
                 yield deferLater(reactor, wait, lambda: None)
-        except Exception as e:  # noqa: BLE001 - logged, the process exits non-zero
+        except Exception as e:
             log.exception("loop_failed", error=str(e))
             result["error"] = str(e)
         finally:

@@ -21,7 +21,7 @@ DEFAULT_START_MS = 1_747_785_600_000  # 2025-05-21T00:00:00Z
 
 
 def _open(path: Path, mode: str):
-    return gzip.open(path, mode) if str(path).endswith(".gz") else open(path, mode)  # noqa: SIM115
+    return gzip.open(path, mode) if str(path).endswith(".gz") else open(path, mode)
 
 
 def read_recording(path: str | Path) -> Iterator[tuple[float, dict[str, Any]]]:

@@ -89,7 +89,7 @@ class SinkService:
         while not self.stop.is_set():
             try:
                 self.bronze.run(self.stop)
-            except Exception as e:  # noqa: BLE001 - restart the consumer from committed offsets
+            except Exception as e:
                 log.exception("bronze_sink_crashed", error=str(e)[:300])
                 self.bronze.last_error = str(e)[:300]
                 if self.stop.wait(5):
@@ -109,7 +109,7 @@ class SinkService:
         svc = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 if self.path.startswith("/metrics"):
                     body, ctype, code = generate_latest(svc.metrics.registry), CONTENT_TYPE_LATEST, 200
                 elif self.path.startswith("/health"):
