@@ -7,8 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
+from coinpulse_common.kafka import admin, producer
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_flows.storage import Store
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import NewTopic
 
 
 def today() -> date:
@@ -65,3 +68,19 @@ def helpers():
     """make_trades / partitions_of / today, for tests (importlib mode cannot import conftest)."""
     return type("Helpers", (), {"make_trades": staticmethod(make_trades), "partitions_of": staticmethod(partitions_of),
                                 "today": staticmethod(today)})
+
+
+@pytest.fixture
+def expired_topic(stack, unique):
+    """`t<unique>.retention` with 20 records of which the first 12 have expired (log start offset 12)."""
+    topic = f"t{unique}.retention"
+    a = admin(stack)
+    a.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    p = producer(stack)
+    for i in range(20):
+        p.produce(topic, key=b"k", value=str(i).encode())
+    assert p.flush(30) == 0
+    [fut] = a.delete_records([TopicPartition(topic, 0, 12)]).values()
+    assert fut.result(30).low_watermark == 12  # the new log start offset
+    yield topic
+    a.delete_topics([topic])

@@ -208,23 +208,8 @@ def test_the_bronze_reader_gives_the_trades_the_ingester_made_from_what_the_sink
     from coinpulse_common.avro import schema_text
     from coinpulse_ingest_upbit.service import UpbitIngest
     from coinpulse_ingest_upbit.settings import IngestSettings
+    from coinpulse_testing.kafka import MemoryProducer
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-
-    class Producer:
-        def __init__(self):
-            self.records: list[tuple[str, bytes]] = []
-
-        def produce(self, topic, value, key=None, timestamp=0):
-            self.records.append((topic, value))
-
-        def poll(self, timeout=0):
-            return 0
-
-        def flush(self, timeout=0):
-            return 0
-
-        def __len__(self):
-            return 0
 
     reg = SchemaRegistryClient.new_client({"url": "mock://bronze-reader"})
     s = IngestSettings(markets="KRW-BTC", kafka_bootstrap="127.0.0.1:1", trade_topic="br.trade",
@@ -232,11 +217,11 @@ def test_the_bronze_reader_gives_the_trades_the_ingester_made_from_what_the_sink
     for stem, topic in (("trade", s.trade_topic), ("ticker", s.ticker_topic), ("orderbook", s.orderbook_topic),
                         ("raw_frame", s.raw_topic), ("dead_letter", s.dlq_topic)):
         reg.register_schema(f"{topic}-value", Schema(schema_text(stem), "AVRO"))
-    prod = Producer()
+    prod = MemoryProducer()
     svc = UpbitIngest(s, producer_=prod, registry=reg)
     for seq, f in enumerate(_FRAMES):
         svc.on_frame(f, "c1", seq)
-    of = lambda topic, enc: [enc.decode(v) for t, v in prod.records if t == topic]  # noqa: E731
+    of = lambda topic, enc: [enc.decode(v) for t, _, v in prod.records if t == topic]  # noqa: E731
     raws, dead = of(s.raw_topic, svc.enc_raw), of(s.dlq_topic, svc.enc_dlq)
     live = [{k: _ms(v) for k, v in t.items()} for t in of(s.trade_topic, svc.enc_trade)]
     assert len(raws) == len(_FRAMES) and len(live) == 6 and len(dead) == 7, (len(raws), live, dead)

@@ -14,10 +14,9 @@ import time
 
 import httpx
 import pytest
-from coinpulse_common.kafka import admin, consumer, producer
+from coinpulse_common.kafka import consumer
 from coinpulse_flows.settings import FlowSettings
 from confluent_kafka import TopicPartition
-from confluent_kafka.admin import NewTopic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,22 +45,6 @@ def scrape(url: str) -> dict[str, float]:
     text = httpx.get(url, timeout=10).raise_for_status().text
     return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
             if line and not line.startswith("#")}
-
-
-@pytest.fixture
-def expired_topic(stack, unique):
-    """`t<unique>.retention` with 20 records of which the first 12 have expired (log start offset 12)."""
-    topic = f"t{unique}.retention"
-    a = admin(stack)
-    a.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    p = producer(stack)
-    for i in range(20):
-        p.produce(topic, key=b"k", value=str(i).encode())
-    assert p.flush(30) == 0
-    [fut] = a.delete_records([TopicPartition(topic, 0, 12)]).values()
-    assert fut.result(30).low_watermark == 12
-    yield topic
-    a.delete_topics([topic])
 
 
 @pytest.fixture

@@ -5,30 +5,13 @@ passes. Real Kafka (log start moved forward with delete-records, as retention wo
 from __future__ import annotations
 
 import pytest
-from coinpulse_common.kafka import admin, consumer, producer
+from coinpulse_common.kafka import consumer
 from coinpulse_flows import checks, flows
 from coinpulse_flows.settings import FlowSettings
 from confluent_kafka import TopicPartition
-from confluent_kafka.admin import NewTopic
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def expired_topic(stack, unique):
-    """`t<unique>.retention` with 20 records of which the first 12 have expired (log start offset 12)."""
-    topic = f"t{unique}.retention"
-    a = admin(stack)
-    a.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    p = producer(stack)
-    for i in range(20):
-        p.produce(topic, key=b"k", value=str(i).encode())
-    assert p.flush(30) == 0
-    [fut] = a.delete_records([TopicPartition(topic, 0, 12)]).values()
-    assert fut.result(30).low_watermark == 12  # the new log start offset
-    yield topic
-    a.delete_topics([topic])
 
 
 def commit(stack, group: str, topic: str, offset: int) -> None:

@@ -1,4 +1,4 @@
-"""Upbit's KRW-market price grid (the same rule as sim-upbit's market generator)."""
+"""Upbit's KRW-market price grid, once: the world and sim-upbit's market generator both use it."""
 
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from coinpulse_simworld.ticks import krw_tick  # the price grid, once (the world and this generator)
+
 # code, Korean name, English name, start price (KRW), trades per second
 DEFAULT_MARKETS: list[tuple[str, str, str, float, float]] = [
     ("KRW-BTC", "비트코인", "Bitcoin", 140_000_000, 4.0),
@@ -33,15 +35,6 @@ DEFAULT_MARKETS: list[tuple[str, str, str, float, float]] = [
     ("KRW-OM", "만트라", "MANTRA", 560, 0.3),
 ]
 NAMES = {m: (k, e) for m, k, e, _, _ in DEFAULT_MARKETS}
-
-
-def krw_tick(price: float) -> float:
-    """Upbit's KRW-market price unit for a price level."""
-    for floor, tick in ((2_000_000, 1000), (1_000_000, 500), (500_000, 100), (100_000, 50), (10_000, 10),
-                        (1_000, 1), (100, 0.1), (10, 0.01), (1, 0.001)):
-        if price >= floor:
-            return tick
-    return 0.0001
 
 
 def on_grid(price: float) -> float:
