@@ -77,7 +77,12 @@ def _backfill(args) -> int:
     except IncompleteSource as e:
         print(str(e), file=sys.stderr)
         return 3
-    if args.dry_run:
+    return _report(r, args.dry_run)
+
+
+def _report(r, dry_run: bool) -> int:
+    """A rebuild's result: what a dry run would replace (stderr), the result as JSON (stdout)."""
+    if dry_run:
         print(f"dry run, nothing changed: [{r.start}, {r.end}) from {r.source}", file=sys.stderr)
         for table, n in r.replace.items():
             print(f"  {table}: {n['now']} rows now, {n['rebuilt']} after the rebuild", file=sys.stderr)
@@ -101,12 +106,7 @@ def _backfill_mentions(s, args) -> int:
     except IncompleteSource as e:
         print(str(e), file=sys.stderr)
         return 3
-    if args.dry_run:
-        print(f"dry run, nothing changed: [{r.start}, {r.end}) from {r.source}", file=sys.stderr)
-        for table, n in r.replace.items():
-            print(f"  {table}: {n['now']} rows now, {n['rebuilt']} after the rebuild", file=sys.stderr)
-    print(json.dumps(r.__dict__, default=str))
-    return 0
+    return _report(r, args.dry_run)
 
 
 def _stderr_console():

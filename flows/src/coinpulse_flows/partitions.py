@@ -70,13 +70,26 @@ ORDER BY pn.nspname, pc.relname, cc.relname
 """
 
 
+def leaves(conn: psycopg.Connection, schemas: list[str]) -> list[tuple[str, str, str, str, str | None, int]]:
+    """Every leaf partition of the range-partitioned tables in `schemas`: (parent schema, parent, schema, name,
+    bound, size in bytes)."""
+    return [(ps, p, cs, c, bound, int(size or 0)) for ps, p, cs, c, bound, size in conn.execute(_SQL, (schemas,))]
+
+
 def discover(conn: psycopg.Connection, schemas: list[str]) -> list[Partition]:
+    """The day partitions (a bound of exactly one UTC day) of the tables in `schemas`."""
     out = []
-    for ps, p, cs, c, bound, size in conn.execute(_SQL, (schemas,)).fetchall():
+    for ps, p, cs, c, bound, size in leaves(conn, schemas):
         day = parse_day_bound(bound)
         if day is not None:
-            out.append(Partition(ps, p, cs, c, day, int(size or 0)))
+            out.append(Partition(ps, p, cs, c, day, size))
     return out
+
+
+def others(conn: psycopg.Connection, schemas: list[str]) -> list[tuple[str, str, str]]:
+    """The leaves that are not one day (DEFAULT, other bounds), whose rows may belong to any day:
+    (`<parent schema>.<parent>`, schema, name)."""
+    return [(f"{ps}.{p}", cs, c) for ps, p, cs, c, bound, _ in leaves(conn, schemas) if parse_day_bound(bound) is None]
 
 
 def due(parts: list[Partition], today: date, older_than_days: int) -> list[Partition]:

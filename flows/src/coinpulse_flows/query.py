@@ -47,7 +47,7 @@ from coinpulse_common.settings import READER_ROLE
 from psycopg import sql
 
 from coinpulse_flows import layout
-from coinpulse_flows.partitions import discover, parse_day_bound
+from coinpulse_flows.partitions import discover, others
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_flows.storage import Store
 
@@ -66,18 +66,6 @@ JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
 WHERE i.indisprimary AND c.relkind = 'p' AND NOT c.relispartition AND n.nspname = ANY(%s)
 GROUP BY 1
 """
-
-# leaf partitions that are not one UTC day (DEFAULT, other bounds): their rows may belong to any day
-_OTHER_PARTITIONS = """
-SELECT pn.nspname || '.' || pc.relname, cn.nspname, cc.relname, pg_get_expr(cc.relpartbound, cc.oid)
-FROM pg_inherits i
-JOIN pg_class pc ON pc.oid = i.inhparent
-JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-JOIN pg_class cc ON cc.oid = i.inhrelid
-JOIN pg_namespace cn ON cn.oid = cc.relnamespace
-WHERE pc.relkind = 'p' AND cc.relkind = 'r' AND pn.nspname = ANY(%s)
-"""
-
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -195,8 +183,8 @@ def build_views(s: FlowSettings, con: duckdb.DuckDBPyConnection, store: Store | 
                 in_pg[p.table][p.day] = 0
         keys = {e: tuple(k) for e, k in conn.execute(_PRIMARY_KEYS, (s.tier_schemas,)).fetchall()}
         any_day: set[str] = set()  # entities with rows in a partition that is not one day
-        for entity, schema, name, bound in conn.execute(_OTHER_PARTITIONS, (s.tier_schemas,)).fetchall():
-            if entity in files and parse_day_bound(bound) is None and conn.execute(
+        for entity, schema, name in others(conn, s.tier_schemas):
+            if entity in files and conn.execute(
                     sql.SQL("SELECT EXISTS (SELECT 1 FROM ONLY {})").format(sql.Identifier(schema, name))).fetchone()[0]:
                 any_day.add(entity)
     views = {}
