@@ -106,18 +106,26 @@ async def api_overview(request: web.Request) -> web.Response:
     return _json(data)
 
 
-async def api_series(request: web.Request) -> web.Response:
+def _chart_args(request: web.Request, since_default: int | None) -> tuple[str, str, int, int | None] | str:
+    """(market, tf, limit, since) of a request for something on the candle chart's axis, or what is wrong with it."""
     s = request.app[S_KEY]
     market, tf = _market(request), request.query.get("tf", "1m")
     if market is None:
-        return _bad("market must look like KRW-BTC")
+        return "market must look like KRW-BTC"
     if tf not in TIMEFRAMES:
-        return _bad(f"tf must be one of {', '.join(TIMEFRAMES)}")
+        return f"tf must be one of {', '.join(TIMEFRAMES)}"
     try:
-        limit = _int(request, "limit", 1440, 1, s.dashboard_max_bars)
-        since = _int(request, "since", None, 0, 2**40)
+        return market, tf, _int(request, "limit", 1440, 1, s.dashboard_max_bars), \
+            _int(request, "since", since_default, 0, 2**40)
     except ValueError as e:
-        return _bad(str(e))
+        return str(e)
+
+
+async def api_series(request: web.Request) -> web.Response:
+    args = _chart_args(request, None)
+    if isinstance(args, str):
+        return _bad(args)
+    market, tf, limit, since = args
     body = await _query(request, queries.series, market, tf, limit, since)
     return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
@@ -184,17 +192,10 @@ async def api_link_ranking(request: web.Request) -> web.Response:
 
 
 async def api_link_series(request: web.Request) -> web.Response:
-    s = request.app[S_KEY]
-    market, tf = _market(request), request.query.get("tf", "1m")
-    if market is None:
-        return _bad("market must look like KRW-BTC")
-    if tf not in TIMEFRAMES:
-        return _bad(f"tf must be one of {', '.join(TIMEFRAMES)}")
-    try:
-        since = _int(request, "since", 0, 0, 2**40)
-        limit = _int(request, "limit", 1440, 1, s.dashboard_max_bars)
-    except ValueError as e:
-        return _bad(str(e))
+    args = _chart_args(request, 0)
+    if isinstance(args, str):
+        return _bad(args)
+    market, tf, limit, since = args
     return await _marts(request, queries.link_series, market, tf, since, limit, market=market, tf=tf,
                         step=TIMEFRAMES[tf], rolling=[], spikes=[])
 
