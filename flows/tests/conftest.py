@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
 from coinpulse_common.kafka import admin, producer
+from coinpulse_flows import tiering
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_flows.storage import Store
 from confluent_kafka import TopicPartition
@@ -65,9 +70,11 @@ def partitions_of(s: FlowSettings, schema: str) -> set[str]:
 
 @pytest.fixture
 def helpers():
-    """make_trades / partitions_of / today, for tests (importlib mode cannot import conftest)."""
+    """make_trades / partitions_of / today / archive_crashing_after_first_copy, for tests (importlib mode cannot
+    import conftest)."""
     return type("Helpers", (), {"make_trades": staticmethod(make_trades), "partitions_of": staticmethod(partitions_of),
-                                "today": staticmethod(today)})
+                                "today": staticmethod(today),
+                                "archive_crashing_after_first_copy": staticmethod(archive_crashing_after_first_copy)})
 
 
 @pytest.fixture
@@ -84,3 +91,14 @@ def expired_topic(stack, unique):
     assert fut.result(30).low_watermark == 12  # the new log start offset
     yield topic
     a.delete_topics([topic])
+
+
+def archive_crashing_after_first_copy(overrides: dict, day: date) -> subprocess.CompletedProcess:
+    """Archive what is due on `day` in a child process that dies (exit 97) right after its first archive copy,
+    before that object's delete from S3: the crash the archive step must survive."""
+    code = ("import json, sys, datetime; from coinpulse_flows.settings import FlowSettings; "
+            "from coinpulse_flows import tiering; from coinpulse_flows.storage import Store; "
+            "s = FlowSettings(**json.loads(sys.argv[1])); d = datetime.date.fromisoformat(sys.argv[2]);"
+            "[tiering.archive_object(s, Store(s), k) for k in tiering.archive_due(s, Store(s), d)]")
+    return subprocess.run([sys.executable, "-c", code, json.dumps(overrides), day.isoformat()],
+                          env={**os.environ, tiering.CRASH_ENV: "after_archive_copy"}, timeout=120, check=False)

@@ -84,12 +84,7 @@ def test_late_rows_of_a_tiered_day_become_a_new_part_and_are_counted_once(flow_e
     later = helpers.today() + timedelta(days=60)
     keys = tiering.archive_due(s, store, later)
     assert len(keys) == 3
-    code = ("import json, sys, datetime; from coinpulse_flows.settings import FlowSettings; "
-            "from coinpulse_flows import tiering; from coinpulse_flows.storage import Store; "
-            "s = FlowSettings(**json.loads(sys.argv[1])); d = datetime.date.fromisoformat(sys.argv[2]);"
-            "[tiering.archive_object(s, Store(s), k) for k in tiering.archive_due(s, Store(s), d)]")
-    rc = subprocess.run([sys.executable, "-c", code, json.dumps(ov), later.isoformat()],
-                        env={**os.environ, tiering.CRASH_ENV: "after_archive_copy"}, timeout=120, check=False)
+    rc = helpers.archive_crashing_after_first_copy(ov, later)
     local0 = s.archive_dir / keys[0]
     assert rc.returncode == 97 and local0.exists() and store.head(keys[0]) is not None
     assert sorted(rows()) == sorted(all_rows)

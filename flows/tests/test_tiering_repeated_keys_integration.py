@@ -4,10 +4,6 @@ day's next part in S3 (the tiering flow's own objects), and in the local archive
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 
 import psycopg
@@ -113,12 +109,7 @@ def test_a_repeated_key_is_returned_once_with_its_newest_values_in_every_tier(fl
     # to the local archive, with a crash after the first copy (that part in both tiers), then all of it
     later = helpers.today() + timedelta(days=60)
     assert len(tiering.archive_due(s, store, later)) == 3
-    code = ("import json, sys, datetime; from coinpulse_flows.settings import FlowSettings; "
-            "from coinpulse_flows import tiering; from coinpulse_flows.storage import Store; "
-            "s = FlowSettings(**json.loads(sys.argv[1])); d = datetime.date.fromisoformat(sys.argv[2]);"
-            "[tiering.archive_object(s, Store(s), k) for k in tiering.archive_due(s, Store(s), d)]")
-    rc = subprocess.run([sys.executable, "-c", code, json.dumps(ov), later.isoformat()],
-                        env={**os.environ, tiering.CRASH_ENV: "after_archive_copy"}, timeout=120, check=False)
+    rc = helpers.archive_crashing_after_first_copy(ov, later)
     assert rc.returncode == 97 and len(parts()) == 3
     got = rows()
     assert len(got) == 2000 and candle(got) == (777.0, 2)
