@@ -36,9 +36,10 @@ test-loaded: setup ## the whole suite with two busy loops competing for the core
 test-unit: setup
 	$(RUN) pytest -m unit
 
-lint:
+lint: ## ruff, the import contracts, the duplicates budget
 	$(RUN) ruff check .
 	$(RUN) lint-imports --no-cache
+	bash infra/scripts/duplicates-budget.sh
 
 bench: up
 	for b in bench/*.py; do $(RUN) python $$b || exit 1; done
