@@ -244,7 +244,7 @@ class UpbitIngest:
                     try:
                         rec = de(msg.value(), ctx)
                         self.dedupe.add(rec["market"], rec["sequential_id"], _ms(rec["trade_timestamp"]))
-                    except Exception as e:  # a record this service cannot read must not stop it: count, log
+                    except Exception as e:  # noqa: BLE001 - a record this service cannot read must not stop it: count, log
                         bad += 1
                         if bad <= 5:
                             log.warning("seed_unreadable_record", partition=msg.partition(), offset=msg.offset(),
