@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-import sys
 import time
 
 import pytest
@@ -113,10 +112,3 @@ def test_memory_producer_refuses_like_a_full_queue():
     assert p.records == [("t", b"k", b"v1"), ("t", None, b"v2")]
     assert p.flush() == 0 and p.poll() == 0 and len(p) == 0
 
-
-def test_the_old_import_path_of_the_browser_driver_points_at_the_moved_module():
-    from coinpulse_testing import browser
-    from coinpulse_testing.plugin import LEGACY_MODULES
-
-    assert sys.modules["coinpulse_dashboard.browser"] is browser
-    assert set(LEGACY_MODULES) == {"coinpulse_dashboard.browser"}

@@ -20,8 +20,8 @@ import psycopg
 import pytest
 import websockets
 from coinpulse_common.paths import state_dir
-from coinpulse_dashboard.browser import CANVAS_PIXELS, Page
-from coinpulse_dashboard.browser import chromium as browser_chromium
+from coinpulse_testing.browser import CANVAS_PIXELS, Page
+from coinpulse_testing.browser import chromium as browser_chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -8,30 +8,11 @@ declared topics and schemas. Integration tests take it as an argument; unit test
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 import uuid
 
 import pytest
 from coinpulse_common.settings import Settings, get_settings
-
-# Import paths the test support had before it moved here, still used by a file being changed elsewhere at the time
-# of the move (services/dashboard/tests/test_demo_e2e.py). Production packages cannot re-export test support (an
-# import-linter contract), so the old name points at the moved module for the test session only. Drop an entry once
-# no file imports its old name.
-LEGACY_MODULES = {
-    "coinpulse_dashboard.browser": "coinpulse_testing.browser",
-}
-
-
-def _alias_legacy_modules() -> None:
-    for old, new in LEGACY_MODULES.items():
-        if old not in sys.modules:
-            sys.modules[old] = importlib.import_module(new)
-
-
-_alias_legacy_modules()
 
 
 def _ensure_stack() -> Settings:
