@@ -20,6 +20,9 @@ import psycopg
 import pytest
 import websockets
 from coinpulse_common.paths import state_dir
+from coinpulse_dashboard.queries import link_sentence
+from coinpulse_flows.settings import FlowSettings
+from coinpulse_platform import demo as driver
 from coinpulse_testing.browser import CANVAS_PIXELS, Page
 from coinpulse_testing.browser import chromium as browser_chromium
 
@@ -63,8 +66,16 @@ async def test_demo_reaches_postgres_and_the_dashboard_shows_it(stack, demo):
     assert in_pg and in_pg <= markets, in_pg - markets
     assert n_mentions > 0
 
+    # the first screen of a coupled market of the world (the one with most mention spikes): its link is on it
+    with psycopg.connect(stack.pg_dsn(), autocommit=True) as c:
+        spikes = dict(c.execute("SELECT market, count(*) FROM marts.mention_spikes WHERE market = ANY(%s) GROUP BY 1",
+                                (sorted(driver.COUPLED),)).fetchall())
+        assert spikes, f"no mention spike of a coupled market {sorted(driver.COUPLED)} in marts.mention_spikes"
+        market = max(sorted(spikes), key=lambda m: spikes[m])
+        best_lag, verdict = c.execute("SELECT best_lag, verdict FROM marts.link_summary WHERE market = %s AND "
+                                      "metric = 'mentions_absret'", (market,)).fetchone()
+    words = link_sentence({"verdict": verdict, "best_lag": best_lag}, 0)["sentence"]
     url = f"http://{stack.host}:{stack.dashboard_port}"
-    market = sorted(in_pg)[0]
     with browser_chromium() as endpoint:
         async with httpx.AsyncClient() as http:
             targets = (await http.get(f"{endpoint}/json/list")).json()
@@ -89,6 +100,17 @@ async def test_demo_reaches_postgres_and_the_dashboard_shows_it(stack, demo):
             health_text = await page.js("document.getElementById('health').textContent")
             # the demo ran the marts deployment before its summary: the first screen lists that run
             assert "no flow runs yet" not in health_text and "gold-marts" in health_text, health_text
+            # the link on the first screen: spike markers on the candles, the lead–lag bars (every lag, the verdict in
+            # words, as the marts say), the ranking of coins by their link
+            n_lags = await page.until("document.querySelectorAll('#lag-chart rect.lagbar').length", 60,
+                                      "the lead–lag bars")
+            assert n_lags == 2 * FlowSettings().link_max_lag_minutes + 1
+            assert await page.js("document.getElementById('link-sentence').textContent") == words
+            assert await page.until("window.coinpulse.spikeMarkers", 60, f"the spike markers of {market}") > 0
+            ranked = await page.until("(() => { const r = [...document.querySelectorAll('#link-table tbody "
+                                      "tr[data-market]')].map(r => r.dataset.market); return r.length > 0 && r; })()",
+                                      60, "the ranking of links")
+            assert market in ranked
             shot = await page.send("Page.captureScreenshot", format="png")
     out = state_dir() / "screenshots" / "demo.png"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +184,6 @@ def _agent_counter(text: str, name: str) -> float:
 
 def test_the_first_screen_has_12_hours_of_candles_the_mentions_on_the_same_axis_and_the_link(stack, demo):
     from coinpulse_candle_agent.settings import CandleSettings
-    from coinpulse_platform import demo as driver
 
     start = demo.replace(second=0, microsecond=0)
     lo, hi = start - timedelta(hours=driver.HISTORY_HOURS), start
