@@ -116,6 +116,8 @@ class Conn:
                 self.window.append(data)
                 if len(self.window) >= f.reorder_window:
                     self.flush_window()
+                else:  # wake the sender: it flushes a window no later frame fills (the feed's last frames)
+                    self.wake.set()
             else:
                 self._enqueue(data)
 
