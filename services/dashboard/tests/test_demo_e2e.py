@@ -18,12 +18,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-import websockets
 from coinpulse_common.paths import state_dir
 from coinpulse_dashboard.queries import link_sentence
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_platform import demo as driver
-from coinpulse_testing.browser import CANVAS_PIXELS, Page
+from coinpulse_testing.browser import CANVAS_PIXELS, open_page
 from coinpulse_testing.browser import chromium as browser_chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -84,15 +83,7 @@ async def test_demo_reaches_postgres_and_the_dashboard_shows_it(stack, demo):
     words = link_sentence({"verdict": verdict, "best_lag": best_lag}, 0)["sentence"]
     url = f"http://{stack.host}:{stack.dashboard_port}"
     with browser_chromium() as endpoint:
-        async with httpx.AsyncClient() as http:
-            targets = (await http.get(f"{endpoint}/json/list")).json()
-        ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
-        async with websockets.connect(ws_url, max_size=64 << 20) as ws:
-            page = Page(ws)
-            await page.send("Page.enable")
-            await page.send("Runtime.enable")
-            await page.send("Emulation.setDeviceMetricsOverride", width=1600, height=1200, deviceScaleFactor=1,
-                            mobile=False)
+        async with open_page(endpoint, 1600, 1200) as page:
             await page.send("Page.navigate", url=f"{url}/#{market}")
             await page.until("document.body && document.body.dataset.ready === '1' && "
                              "window.coinpulse.bars.length > 0", 60, "the first render with candles")
