@@ -11,9 +11,14 @@ for _ in $(seq "$n"); do
   ( trap 'exit 0' TERM; while :; do :; done ) &
   pids+=($!)
 done
-trap 'kill "${pids[@]}" 2>/dev/null' EXIT
+samples=$(mktemp)
+# the 1-minute load average every 30 s, so the note can give the load the run actually saw (not only its ends)
+( trap 'exit 0' TERM; while :; do cut -d' ' -f1 /proc/loadavg >>"$samples"; sleep 30; done ) &
+sampler=$!
+trap 'kill "${pids[@]}" "$sampler" 2>/dev/null; rm -f "$samples"' EXIT
 echo "under-load: $n busy loops (pids ${pids[*]}); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$@"
 rc=$?
-echo "under-load: done (exit $rc); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+summary=$(awk 'NR==1{min=$1;max=$1} {s+=$1; if($1<min)min=$1; if($1>max)max=$1} END{if(NR) printf "min %.2f mean %.2f max %.2f over %d samples", min, s/NR, max, NR}' "$samples")
+echo "under-load: done (exit $rc); load average: $(cut -d' ' -f1-3 /proc/loadavg); 1-min load during the run: $summary"
 exit $rc
