@@ -1,0 +1,1 @@
+"""The DCInside page format, once: parsers for the list, view and comment pages, KST dates, the records."""
