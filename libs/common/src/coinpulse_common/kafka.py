@@ -9,6 +9,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from coinpulse_common.avro import TopicCodec
+from coinpulse_common.deadletter import dead_letter_record
 from coinpulse_common.logging import get_logger
 from coinpulse_common.settings import Settings, get_settings
 from coinpulse_common.topics import dlq
@@ -63,7 +64,8 @@ def wait_for_broker(settings: Settings | None = None, timeout: float = 30.0) -> 
 
 
 class DeadLetters:
-    """Sends rejected input to `dlq.<service>` with the reason; counts every letter (nothing dropped silently)."""
+    """Sends rejected input to `dlq.<service>` with the reason; counts every letter (nothing dropped silently).
+    The record is `coinpulse_common.deadletter.dead_letter_record`'s."""
 
     def __init__(self, service: str, prod: Producer, settings: Settings | None = None):
         self.service = service
@@ -74,17 +76,7 @@ class DeadLetters:
 
     def send(self, reason: str, payload: bytes | str, *, source: str | None = None, key: str | None = None,
              context: dict[str, str] | None = None) -> None:
-        if isinstance(payload, str):
-            payload = payload.encode("utf-8", "surrogateescape")
-        rec = {
-            "service": self.service,
-            "reason": reason[:2000],
-            "failed_at": int(time.time() * 1000),
-            "source": source,
-            "key": key,
-            "payload": payload,
-            "context": {k: str(v) for k, v in (context or {}).items()},
-        }
+        rec = dead_letter_record(self.service, reason, payload, source=source, key=key, context=context)
         self._producer.produce(self.topic, key=(key or "").encode(), value=self._codec.encode(rec))
         self.count += 1
         log.warning("dead_letter", service=self.service, reason=reason[:200], source=source)

@@ -26,6 +26,7 @@ from typing import Any
 
 import faust
 from coinpulse_common import topics
+from coinpulse_common.deadletter import dead_letter_record
 from coinpulse_common.logging import get_logger
 from coinpulse_common.paths import state_dir
 from coinpulse_mentions import comment_document, default_matcher, document_hits, post_document
@@ -208,11 +209,8 @@ class CandleAgent:
 
     def _dead_letter(self, reason: str, raw: bytes | None, source: str, key: bytes | None, partition: int,
                      offset: int) -> None:
-        rec = {
-            "service": SERVICE, "reason": reason[:2000], "failed_at": now_ms(), "source": source,
-            "key": key.decode("utf-8", "replace") if key else None, "payload": raw or b"",
-            "context": {"partition": str(partition), "offset": str(offset)},
-        }
+        rec = dead_letter_record(SERVICE, reason, raw, source=source, key=key or None,
+                                 context={"partition": partition, "offset": offset}, failed_at_ms=now_ms())
         self.dlq.send_soon(key=key or b"", value=self.dlq_codec.encode(rec))
         self.metrics["dead_letters"] += 1
         log.warning("dead_letter", reason=reason[:200], source=source, partition=partition, offset=offset)

@@ -1,4 +1,5 @@
-"""Prometheus metrics and health of the crawler, served on 127.0.0.1:COINPULSE_CRAWL_METRICS_PORT.
+"""Prometheus metrics and health of the crawler, served on 127.0.0.1:COINPULSE_CRAWL_METRICS_PORT by
+coinpulse_common.serve (the global registry):
 
 - `GET /metrics`: the Prometheus text format;
 - `GET /health`: JSON, 200 when every configured gallery has committed a cycle recently (or the crawler started less
@@ -9,13 +10,11 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from coinpulse_common.serve import MetricsServer
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("dc_crawl_requests_total", "HTTP requests made", ["gallery"])
 NEW_POSTS = Counter("dc_crawl_new_posts_total", "new posts emitted", ["gallery"])
@@ -37,7 +36,7 @@ CYCLE_SECONDS = Histogram(
 LAST_SUCCESS = Gauge("dc_crawl_last_success_timestamp_seconds", "end of the last committed cycle", ["gallery"])
 WATERMARK = Gauge("dc_crawl_watermark_post_no", "newest post fully crawled", ["gallery"])
 
-_server: ThreadingHTTPServer | None = None
+_server: MetricsServer | None = None
 
 
 def stale_after_s(interval_s: float) -> float:
@@ -73,32 +72,17 @@ def health(galleries: list[str], interval_s: float, started_at: float, now: floa
 
 
 def serve(port: int, host: str = "127.0.0.1", galleries: list[str] | None = None, interval_s: float = 300.0) -> None:
-    """Start the metrics and health server in a daemon thread (once per process; port 0 disables it)."""
+    """Start the metrics and health server (coinpulse_common.serve) in a daemon thread (once per process; port 0
+    disables it). A port in use raises OSError."""
     global _server
     if not port or _server is not None:
         return
     started_at, names = time.time(), list(galleries or [])
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                body, ctype, code = generate_latest(REGISTRY), CONTENT_TYPE_LATEST, 200
-            elif path == "/health":
-                h = health(names, interval_s, started_at)
-                body, ctype, code = json.dumps(h).encode(), "application/json", 200 if h["ok"] else 503
-            else:
-                body, ctype, code = b"not found: /metrics or /health\n", "text/plain", 404
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def check() -> tuple[bool, dict[str, Any]]:
+        h = health(names, interval_s, started_at)
+        return h["ok"], h
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    _server = ThreadingHTTPServer((host, port), Handler)
-    _server.daemon_threads = True
-    threading.Thread(target=_server.serve_forever, name="crawl-metrics", daemon=True).start()
-
+    server = MetricsServer("crawl-metrics", check, host=host, port=port)
+    server.start()
+    _server = server

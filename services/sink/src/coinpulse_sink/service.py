@@ -3,16 +3,14 @@ serve /health and /metrics."""
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
 from coinpulse_common.logging import get_logger
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from coinpulse_common.serve import MetricsServer
 
 from coinpulse_sink import connectors as cfiles
 from coinpulse_sink import db
@@ -42,7 +40,7 @@ class SinkService:
         self.partitions: dict[str, Any] = {"last_run": None, "default_rows": {}, "error": None}
         self.revision: str | None = None
         self._threads: list[threading.Thread] = []
-        self._http: ThreadingHTTPServer | None = None
+        self._http: MetricsServer | None = None
 
     # -- parts ----------------------------------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -105,36 +103,26 @@ class SinkService:
         return {"ok": ok, "namespace": self.names.ns, "revision": self.revision, "connect": sup, "bronze": br,
                 "partitions": self.partitions}
 
-    def _serve(self) -> None:
-        svc = self
+    def _serve(self) -> int:
+        """/health (`health`) and /metrics (the sink's own registry) by coinpulse_common.serve on a daemon thread;
+        returns the bound port. A port in use raises OSError here."""
+        def check() -> tuple[bool, dict[str, Any]]:
+            h = self.health()
+            return h["ok"], h
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.startswith("/metrics"):
-                    body, ctype, code = generate_latest(svc.metrics.registry), CONTENT_TYPE_LATEST, 200
-                elif self.path.startswith("/health"):
-                    h = svc.health()
-                    body, ctype, code = json.dumps(h).encode(), "application/json", 200 if h["ok"] else 503
-                else:
-                    body, ctype, code = b"not found\n", "text/plain", 404
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._http = ThreadingHTTPServer((self.s.host, self.s.sink_metrics_port), Handler)
-        self._http.serve_forever()
+        server = MetricsServer("sink", check, host=self.s.host, port=self.s.sink_metrics_port,
+                               registry=self.metrics.registry)
+        port = server.start()
+        self._http = server
+        return port
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> None:
         if self.s.sink_migrate_on_start:
             self.migrate()
         self.maintain_partitions()
-        spawn = [("http", self._serve), ("partitions", self._partition_loop)]
+        port = self._serve()
+        spawn = [("partitions", self._partition_loop)]
         if self.s.sink_apply_connectors:
             self.supervisor = ConnectSupervisor(self.s.connect, wanted_connectors(self.s, self.names), self.metrics,
                                                 self.s.sink_restart_base_s, self.s.sink_restart_cap_s)
@@ -150,16 +138,15 @@ class SinkService:
             t = threading.Thread(target=fn, name=f"sink-{name}", daemon=True)
             t.start()
             self._threads.append(t)
-        log.info("sink_started", port=self.s.sink_metrics_port, namespace=self.names.ns or "-",
+        log.info("sink_started", port=port, namespace=self.names.ns or "-",
                  connectors=list(self.supervisor.wanted) if self.supervisor else [], bronze=self.s.sink_bronze)
 
     def shutdown(self) -> None:
         self.stop.set()
         if self._http is not None:
-            self._http.shutdown()
+            self._http.stop()
         for t in self._threads:
-            if t.name != "sink-http":
-                t.join(30)
+            t.join(30)
         if self.supervisor is not None:
             self.supervisor.close()
         if self.rewinder is not None:
