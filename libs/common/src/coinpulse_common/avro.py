@@ -64,10 +64,12 @@ class TopicCodec:
             self._ctx = SerializationContext(topic, MessageField.VALUE)
 
     def encode(self, value: dict[str, Any]) -> bytes:
-        return self._ser(value, self._ctx)
+        data: bytes = self._ser(value, self._ctx)
+        return data
 
     def decode(self, data: bytes) -> dict[str, Any]:
-        return self._de(data, self._ctx)
+        value: dict[str, Any] = self._de(data, self._ctx)
+        return value
 
 
 def decode_any(topic: str, data: bytes | None, url: str | None = None) -> Any:

@@ -6,6 +6,7 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 
 def configure(fmt: str | None = None, level: str | None = None) -> None:
@@ -30,5 +31,6 @@ def configure(fmt: str | None = None, level: str | None = None) -> None:
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
 
 
-def get_logger(name: str | None = None, **bound):
-    return structlog.get_logger(name).bind(**bound)
+def get_logger(name: str | None = None, **bound: object) -> FilteringBoundLogger:
+    log: FilteringBoundLogger = structlog.get_logger(name).bind(**bound)
+    return log

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 from botocore.config import Config
 
 from coinpulse_common.settings import Settings, get_settings
 
 
-def client(s: Settings | None = None):
+def client(s: Settings | None = None) -> Any:  # boto3 has no type information (an S3 client)
     s = s or get_settings()
     return boto3.client(
         "s3",

@@ -57,11 +57,11 @@ class DocHits(NamedTuple):
     def is_post(self) -> bool:
         return self.doc.startswith("p:")
 
-    def to_json(self) -> list:
+    def to_json(self) -> list[Any]:
         return list(self)
 
     @classmethod
-    def from_json(cls, v: list) -> DocHits:
+    def from_json(cls, v: list[Any]) -> DocHits:
         return cls(*v)
 
 
@@ -134,14 +134,14 @@ def contribution(h: DocHits) -> Contribution:
     return (h.mentions, h.positive, h.negative, h.has_body, h.version)
 
 
-def replaces(old: tuple | None, new: tuple) -> bool:
+def replaces(old: Contribution | None, new: Contribution) -> bool:
     """Whether the version `new` replaces the counted contribution `old` of the same document in the same minute."""
     if old is None:
         return True
     return not (old[:4] == new[:4] or (old[3] and not new[3]) or 0 <= new[4] <= old[4])
 
 
-def mention_record(market: str, start: int, docs: Mapping[str, tuple], revision: int) -> dict[str, Any]:
+def mention_record(market: str, start: int, docs: Mapping[str, Contribution], revision: int) -> dict[str, Any]:
     """The `mention.1m` record (without emitted_at) of one market's minute from its documents' contributions."""
     mentions = sum(d[0] for d in docs.values())
     positive = sum(d[1] for d in docs.values())

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
 
 import ahocorasick
 
@@ -47,9 +48,13 @@ class Hit:
     end: int
 
 
-def _leftmost_longest(cands: list[tuple[int, int, object]]) -> list[tuple[int, int, object]]:
+_V = TypeVar("_V")
+
+
+def _leftmost_longest(cands: list[tuple[int, int, _V]]) -> list[tuple[int, int, _V]]:
     cands.sort(key=lambda c: (c[0], -(c[1] - c[0])))
-    out, pos = [], -1
+    out: list[tuple[int, int, _V]] = []
+    pos = -1
     for c in cands:
         if c[0] >= pos:
             out.append(c)
@@ -58,7 +63,7 @@ def _leftmost_longest(cands: list[tuple[int, int, object]]) -> list[tuple[int, i
 
 
 class MentionMatcher:
-    def __init__(self, aliases: dict, lexicon: dict):
+    def __init__(self, aliases: dict[str, Any], lexicon: dict[str, Any]) -> None:
         for name, d, keys in (("alias dictionary", aliases, ("version", "particles", "markets")),
                               ("lexicon", lexicon, ("version", "positive", "negative"))):
             missing = [k for k in keys if not isinstance(d, dict) or k not in d]
@@ -110,14 +115,14 @@ class MentionMatcher:
         if not text:
             return []
         lowered = _ascii_lower(text)
-        cands: list[tuple[int, int, object]] = []
+        cands: list[tuple[int, int, tuple[str, str]]] = []
         for end_idx, (length, values) in self._aliases.iter(lowered):
             start, end = end_idx - length + 1, end_idx + 1
             for market, alias, kind in values:
                 if self._valid(text, start, end, alias, kind):
                     cands.append((start, end, (market, alias)))
                     break
-        return [Hit(m, a, s, e) for s, e, (m, a) in _leftmost_longest(cands)]  # type: ignore[misc]
+        return [Hit(m, a, s, e) for s, e, (m, a) in _leftmost_longest(cands)]
 
     # -- sentiment -------------------------------------------------------------------------------------------
     def sentiment(self, text: str) -> tuple[int, int]:
@@ -134,23 +139,25 @@ class MentionMatcher:
         return pos, neg
 
 
-def _load(name: str) -> dict:
-    return json.loads(resources.files("coinpulse_mentions").joinpath("data", name).read_text("utf-8"))
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(resources.files("coinpulse_mentions").joinpath("data", name).read_text("utf-8"))
+    return data
 
 
-def _load_file(path: str | Path) -> dict:
+def _load_file(path: str | Path) -> dict[str, Any]:
     try:
-        return json.loads(Path(path).read_text("utf-8"))
+        data: dict[str, Any] = json.loads(Path(path).read_text("utf-8"))
     except (OSError, ValueError) as e:
         raise ValueError(f"cannot read the mention dictionary {path}: {e}") from e
+    return data
 
 
-def default_aliases() -> dict:
+def default_aliases() -> dict[str, Any]:
     """The versioned alias dictionary shipped with the package (`data/aliases.json`)."""
     return _load("aliases.json")
 
 
-def default_lexicon() -> dict:
+def default_lexicon() -> dict[str, Any]:
     """The versioned sentiment lexicon shipped with the package (`data/lexicon.json`)."""
     return _load("lexicon.json")
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 COUPLINGS = ("community_follows", "community_leads", "none")
 DEFAULT_EPOCH = "2020-01-01T00:00:00+00:00"  # origin of the numbering of posts and comments
@@ -138,7 +138,14 @@ class Scenario:
         return replace(self, markets={c: self.markets[c] for c in codes})
 
 
-def _num(where: str, key: str, v: Any, lo: float | None = None, hi: float | None = None, integer: bool = False):
+@overload
+def _num(where: str, key: str, v: Any, lo: float | None = ..., hi: float | None = ..., *,
+         integer: Literal[True]) -> int: ...
+@overload
+def _num(where: str, key: str, v: Any, lo: float | None = ..., hi: float | None = ...,
+         integer: Literal[False] = ...) -> float: ...
+def _num(where: str, key: str, v: Any, lo: float | None = None, hi: float | None = None,
+         integer: bool = False) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
         raise ScenarioError(f"{where}: {key} must be {'an integer' if integer else 'a number'}, got {v!r}")
     if (lo is not None and v < lo) or (hi is not None and v > hi):

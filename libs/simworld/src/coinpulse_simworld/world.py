@@ -30,10 +30,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from coinpulse_simworld.scenario import MarketSpec, Scenario
 from coinpulse_simworld.ticks import on_grid
+
+_T = TypeVar("_T")
 
 MINUTE_MS = 60_000
 DAY_MINUTES = 1440
@@ -78,10 +80,10 @@ class Series:
 
 
 class World:
-    def __init__(self, scenario: Scenario, cache_days: int = 256):
+    def __init__(self, scenario: Scenario, cache_days: int = 256) -> None:
         self.scenario = scenario
         self.seed = scenario.seed
-        self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._cache_max = cache_days
         for spec in scenario.markets.values():
             c = spec.coupling
@@ -98,8 +100,8 @@ class World:
         except KeyError:
             raise KeyError(f"market {code} is not in scenario {self.scenario.name}") from None
 
-    def _cached(self, key: tuple, make: Callable[[], Any]) -> Any:
-        hit = self._cache.get(key)
+    def _cached(self, key: tuple[Any, ...], make: Callable[[], _T]) -> _T:
+        hit: _T | None = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit

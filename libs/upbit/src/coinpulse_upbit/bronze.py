@@ -32,7 +32,7 @@ from coinpulse_upbit import protocol as P
 WS_SOURCE, REST_SOURCE = "upbit.ws", "upbit.rest"
 
 
-def trades_of_frame(raw: dict[str, Any], stats: Counter) -> list[dict[str, Any]]:
+def trades_of_frame(raw: dict[str, Any], stats: Counter[str]) -> list[dict[str, Any]]:
     """The trades in one bronze record (`source`, `payload`, `received_at`); problems are counted in `stats`."""
     try:
         obj = P.loads(raw["payload"])

@@ -95,8 +95,9 @@ def _bad(name: str, v: Any, market: str | None) -> FrameError:
 def _num(v: Any, name: str, market: str | None) -> float:
     t = type(v)
     if t is float:
-        if _isfinite(v):
-            return v
+        x: float = v
+        if _isfinite(x):
+            return x
     elif t is int:
         if INT64_MIN <= v <= INT64_MAX:
             return float(v)
@@ -118,8 +119,9 @@ def _opt_num(v: Any, name: str, market: str | None) -> float | None:
 def _int(v: Any, name: str, market: str | None) -> int:
     t = type(v)
     if t is int:
-        if INT64_MIN <= v <= INT64_MAX:
-            return v
+        i: int = v
+        if INT64_MIN <= i <= INT64_MAX:
+            return i
     elif t is float:
         if v.is_integer() and INT64_MIN <= v <= INT64_MAX:
             return int(v)
@@ -199,7 +201,7 @@ def parse_ticker(m: dict[str, Any], received_at_ms: int, simple: bool) -> Parsed
     f = TICKER_FIELDS
     g = m.get
     if simple:
-        def k(name: str) -> Any:
+        def k(name: str, /) -> Any:  # positional-only, like `g` (dict.get) in the other branch
             return g(f[name])
     else:
         k = g
