@@ -23,7 +23,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from coinpulse_crawl_dc.parsers import parse_list, parse_view
+from coinpulse_dcinside import parse_list, parse_view
 from coinpulse_sim_dcinside import render
 from coinpulse_sim_dcinside.community import KST, Community
 from coinpulse_testing.net import free_port, get_json

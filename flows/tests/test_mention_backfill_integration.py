@@ -15,8 +15,8 @@ from coinpulse_common import topics
 from coinpulse_common.avro import registry_client, schema_text
 from coinpulse_common.kafka import admin
 from coinpulse_crawl_dc.config import CrawlSettings
-from coinpulse_crawl_dc.records import comment_key, post_key
 from coinpulse_crawl_dc.sink import KafkaSink
+from coinpulse_dcinside.records import comment_key, post_key
 from coinpulse_flows import mention_backfill as mb
 from coinpulse_flows.backfill import IncompleteSource
 from coinpulse_flows.settings import FlowSettings

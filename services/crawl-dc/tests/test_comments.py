@@ -1,7 +1,7 @@
 import pytest
-from coinpulse_crawl_dc.parsers import ParseAlarm, parse_comments
-from coinpulse_crawl_dc.parsers.comments import max_page
-from coinpulse_crawl_dc.timeutil import parse_kst
+from coinpulse_dcinside import ParseAlarm, parse_comments
+from coinpulse_dcinside.comments import max_page
+from coinpulse_dcinside.timeutil import parse_kst
 
 pytestmark = pytest.mark.unit
 URL = "https://gall.dcinside.com/board/comment/"

@@ -20,7 +20,7 @@ import pytest
 from coinpulse_common.avro import TopicCodec, registry_client, topic_schema
 from coinpulse_common.kafka import admin, consumer
 from coinpulse_common.topics import DC_COMMENT, DC_CRAWL_RUN, DC_POST, DC_RAW
-from coinpulse_crawl_dc.pseudonym import Pseudonymizer
+from coinpulse_dcinside.pseudonym import Pseudonymizer
 from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema

@@ -2,7 +2,7 @@ import dataclasses
 import json
 
 import pytest
-from coinpulse_crawl_dc.parsers import parse_list
+from coinpulse_dcinside import parse_list
 
 pytestmark = pytest.mark.unit
 URL = "https://gall.dcinside.com/board/lists/?id=bitcoins_new1&page=1"

@@ -9,10 +9,10 @@ import json
 import fastavro
 import pytest
 from coinpulse_common.avro import schema_text
-from coinpulse_crawl_dc.parsers import ParseAlarm, ViewPage, parse_comments, parse_list, parse_view
-from coinpulse_crawl_dc.pseudonym import Pseudonymizer
-from coinpulse_crawl_dc.records import comment_record
-from coinpulse_crawl_dc.timeutil import parse_kst
+from coinpulse_dcinside import ParseAlarm, ViewPage, parse_comments, parse_list, parse_view
+from coinpulse_dcinside.pseudonym import Pseudonymizer
+from coinpulse_dcinside.records import comment_record
+from coinpulse_dcinside.timeutil import parse_kst
 
 pytestmark = pytest.mark.unit
 URL = "https://gall.dcinside.com/board/comment/"

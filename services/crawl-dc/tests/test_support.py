@@ -4,9 +4,9 @@ import pytest
 from coinpulse_crawl_dc.config import CrawlSettings
 from coinpulse_crawl_dc.gallery import Gallery, parse_galleries
 from coinpulse_crawl_dc.middlewares import backoff_s
-from coinpulse_crawl_dc.pseudonym import Pseudonymizer, ip_prefix
 from coinpulse_crawl_dc.state import PostState, StateDelta, StateStore
-from coinpulse_crawl_dc.timeutil import parse_comment_date, parse_kst
+from coinpulse_dcinside.pseudonym import Pseudonymizer, ip_prefix
+from coinpulse_dcinside.timeutil import parse_comment_date, parse_kst
 
 pytestmark = pytest.mark.unit
 

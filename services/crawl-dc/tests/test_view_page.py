@@ -1,5 +1,5 @@
 import pytest
-from coinpulse_crawl_dc.parsers import DeletedView, ParseAlarm, ViewPage, parse_view
+from coinpulse_dcinside import DeletedView, ParseAlarm, ViewPage, parse_view
 
 pytestmark = pytest.mark.unit
 URL = "https://gall.dcinside.com/board/view/?id=bitcoins_new1&no=15230872"

@@ -29,13 +29,7 @@ from typing import Any
 import scrapy
 from coinpulse_common.logging import get_logger
 from coinpulse_common.topics import DC_COMMENT, DC_POST, DC_RAW
-from scrapy.exceptions import CloseSpider
-from scrapy.http import FormRequest, Request, Response
-
-from coinpulse_crawl_dc import metrics
-from coinpulse_crawl_dc.config import CrawlSettings
-from coinpulse_crawl_dc.gallery import Gallery
-from coinpulse_crawl_dc.parsers import (
+from coinpulse_dcinside import (
     Alarm,
     DeletedView,
     ListRow,
@@ -46,16 +40,15 @@ from coinpulse_crawl_dc.parsers import (
     parse_list,
     parse_view,
 )
-from coinpulse_crawl_dc.pseudonym import Pseudonymizer
-from coinpulse_crawl_dc.records import (
-    JobDone,
-    Record,
-    comment_key,
-    comment_record,
-    post_key,
-    post_record,
-    raw_record,
-)
+from coinpulse_dcinside.pseudonym import Pseudonymizer
+from coinpulse_dcinside.records import comment_key, comment_record, post_key, post_record, raw_record
+from scrapy.exceptions import CloseSpider
+from scrapy.http import FormRequest, Request, Response
+
+from coinpulse_crawl_dc import metrics
+from coinpulse_crawl_dc.config import CrawlSettings
+from coinpulse_crawl_dc.gallery import Gallery
+from coinpulse_crawl_dc.records import JobDone, Record
 from coinpulse_crawl_dc.state import PostState, StateDelta, StateStore
 
 STOP_CODES = (403, 429)

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from coinpulse_crawl_dc.parsers.base import (
+from coinpulse_dcinside.base import (
     LONG,
     Alarm,
     BadField,
@@ -27,7 +27,7 @@ from coinpulse_crawl_dc.parsers.base import (
     show,
     type_name,
 )
-from coinpulse_crawl_dc.timeutil import parse_comment_date
+from coinpulse_dcinside.timeutil import parse_comment_date
 
 _DCCON = re.compile(r"<img[^>]*written_dccon[^>]*>", re.I)
 _ATTR = re.compile(r"""\b(alt|title)\s*=\s*(['"])(.*?)\2""", re.I | re.S)

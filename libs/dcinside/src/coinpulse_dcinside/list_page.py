@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import lxml.etree
 
-from coinpulse_crawl_dc.parsers.base import LONG, Alarm, BadField, has_class, int_field, parse_html, to_int
-from coinpulse_crawl_dc.timeutil import parse_kst
+from coinpulse_dcinside.base import LONG, Alarm, BadField, has_class, int_field, parse_html, to_int
+from coinpulse_dcinside.timeutil import parse_kst
 
 _ROWS = f"//tr[{has_class('ub-content')}]"
 _EMPTY_MARKERS = ("등록된 게시물이 없습니다", "게시물이 없습니다")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from coinpulse_crawl_dc.parsers.base import (
+from coinpulse_dcinside.base import (
     Alarm,
     BadField,
     ParseAlarm,
@@ -24,7 +24,7 @@ from coinpulse_crawl_dc.parsers.base import (
     parse_html,
     to_int,
 )
-from coinpulse_crawl_dc.timeutil import parse_kst
+from coinpulse_dcinside.timeutil import parse_kst
 
 _DELETED_MARKERS = ("삭제된 게시물", "삭제되었습니다", "존재하지 않는 게시물", "게시물이 없습니다")
 
