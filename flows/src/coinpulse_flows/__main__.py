@@ -48,6 +48,9 @@ def _backfill(args) -> int:
     s = FlowSettings()
     if args.what == "mentions":
         return _backfill_mentions(s, args)
+    if args.source not in ("kafka", "s3"):
+        print(f"backfill --what trades: --source kafka or s3 (upbit.raw), not {args.source}", file=sys.stderr)
+        return 2
     by_event = args.start is not None or args.end is not None
     by_load = args.loaded_from is not None or args.loaded_to is not None
     if by_event == by_load or (by_event and None in (args.start, args.end)) or \
@@ -140,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--loaded-to", help="end of the received_at window, exclusive, whole minute")
     b.add_argument("--what", choices=("trades", "mentions"), default="trades",
                    help="trades: silver trades and gold candles from upbit.raw; mentions: gold.mentions_1m from "
-                   "dc.post/dc.comment (kafka only)")
-    b.add_argument("--source", choices=("kafka", "s3"), default="kafka")
+                   "dc.post/dc.comment, or from the fetched pages (dc.raw)")
+    b.add_argument("--source", choices=("kafka", "raw", "s3"), default="kafka",
+                   help="trades: upbit.raw in kafka or its bronze objects in s3; mentions: kafka = dc.post and "
+                   "dc.comment, raw = dc.raw in Kafka, s3 = dc.raw's bronze objects")
     b.add_argument("--late-s", type=int, default=None, help="mentions: seconds after --to whose later versions and "
                    "comments are read (default 10800, the agent's mention lateness)")
     b.add_argument("--dry-run", action="store_true", help="print the rows per table now and after the rebuild; "
