@@ -36,9 +36,10 @@ test-loaded: setup ## the whole suite with two busy loops competing for the core
 test-unit: setup
 	$(RUN) pytest -m unit
 
-lint: ## ruff, the import contracts, the duplicates budget
+lint: ## ruff, the import contracts, mypy over the libs, the duplicates budget
 	$(RUN) ruff check .
 	$(RUN) lint-imports --no-cache
+	$(RUN) mypy
 	bash infra/scripts/duplicates-budget.sh
 
 bench: up

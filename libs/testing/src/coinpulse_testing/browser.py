@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 from coinpulse_testing.wait import wait_for
 
@@ -23,10 +24,10 @@ CHROMIUM = os.environ.get("COINPULSE_CHROMIUM", "/usr/bin/chromium")
 class Page:
     """A minimal CDP client: one page target, request/response by id, events ignored."""
 
-    def __init__(self, ws):
+    def __init__(self, ws: Any) -> None:  # a websockets client connection
         self.ws, self.ids = ws, itertools.count(1)
 
-    async def send(self, method: str, **params):
+    async def send(self, method: str, **params: Any) -> dict[str, Any]:
         i = next(self.ids)
         await self.ws.send(json.dumps({"id": i, "method": method, "params": params}))
         while True:
@@ -34,15 +35,16 @@ class Page:
             if msg.get("id") == i:
                 if "error" in msg:
                     raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
+                result: dict[str, Any] = msg.get("result", {})
+                return result
 
-    async def js(self, expr: str):
+    async def js(self, expr: str) -> Any:
         r = await self.send("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
         if "exceptionDetails" in r:
             raise RuntimeError(f"{expr}: {r['exceptionDetails']}")
         return r["result"].get("value")
 
-    async def until(self, expr: str, timeout_s: float, what: str):
+    async def until(self, expr: str, timeout_s: float, what: str) -> Any:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             v = await self.js(expr)

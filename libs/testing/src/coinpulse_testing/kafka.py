@@ -17,7 +17,7 @@ from coinpulse_testing.wait import WaitTimeout
 
 
 def read_messages(settings: Settings, topic: str, timeout: float = 30.0, complete: bool = False,
-                  each: Callable[[Message], Any] | None = None, **config: Any) -> list:
+                  each: Callable[[Message], Any] | None = None, **config: Any) -> list[Any]:
     """Every record of `topic` from offset 0 of every partition up to its end (a read_committed consumer of a fresh
     group; `config` overrides consumer settings), as messages or, with `each`, as what `each` makes of each one.
 
@@ -47,7 +47,7 @@ def read_messages(settings: Settings, topic: str, timeout: float = 30.0, complet
         c.close()
 
 
-def read_values(settings: Settings, topic: str, timeout: float = 30.0) -> list[dict]:
+def read_values(settings: Settings, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
     """The Avro values of every record of `topic` (see read_messages), decoded with the registry's schemas."""
     de = AvroDeserializer(registry_client(settings.registry))
     ctx = SerializationContext(topic, MessageField.VALUE)
@@ -72,20 +72,20 @@ class MemoryProducer:
     """Stands in for confluent_kafka.Producer in unit tests: keeps (topic, key, value) of every produced record;
     refuses with BufferError like a full queue once it holds `capacity` records."""
 
-    def __init__(self, capacity: int = 10**9):
+    def __init__(self, capacity: int = 10**9) -> None:
         self.records: list[tuple[str, bytes | None, bytes]] = []
         self.capacity = capacity
 
-    def produce(self, topic, value, key=None, timestamp=0):
+    def produce(self, topic: str, value: bytes, key: bytes | None = None, timestamp: int = 0) -> None:
         if len(self.records) >= self.capacity:
             raise BufferError("queue full")
         self.records.append((topic, key, value))
 
-    def poll(self, timeout=0):
+    def poll(self, timeout: float = 0) -> int:
         return 0
 
-    def flush(self, timeout=0):
+    def flush(self, timeout: float = 0) -> int:
         return 0
 
-    def __len__(self):
+    def __len__(self) -> int:
         return 0

@@ -12,7 +12,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick; bind it soon)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def get_json(url: str, timeout: float = 5.0, ok_below: int = 500) -> Any | None:

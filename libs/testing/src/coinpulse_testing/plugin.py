@@ -35,7 +35,7 @@ def docker_compose_file() -> str:
 
 
 @pytest.fixture(scope="session")
-def stack(request) -> Settings:
+def stack(request: pytest.FixtureRequest) -> Settings:
     """The running stack (its Settings), started on first use and left running for the next session.
 
     Natively by default; with COINPULSE_TEST_STACK=compose on a host with a Docker engine, the same tests run against

@@ -12,12 +12,13 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from coinpulse_common.proc import alive, signal_group
 
 
 def spawn(cmd: Sequence[str], log: Path, env: Mapping[str, str] | None = None, cpu: int | None = None,
-          cwd: Path | str | None = None) -> subprocess.Popen:
+          cwd: Path | str | None = None) -> subprocess.Popen[bytes]:
     """Start `cmd` in a new session with stdout and stderr appended to `log`; pinned to core `cpu` when given (with
     taskset, where there is one and the machine has that core)."""
     cmd = list(cmd)
@@ -30,12 +31,12 @@ def spawn(cmd: Sequence[str], log: Path, env: Mapping[str, str] | None = None, c
 
 
 def spawn_python(args: Sequence[str], log: Path, env: Mapping[str, str] | None = None, cpu: int | None = None,
-                 cwd: Path | str | None = None) -> subprocess.Popen:
+                 cwd: Path | str | None = None) -> subprocess.Popen[bytes]:
     """`python ARGS` on this interpreter: `["-m", "coinpulse_sink", "run"]`, or a script and its arguments."""
     return spawn([sys.executable, *args], log, env, cpu, cwd)
 
 
-def stop_all(procs: Iterable[subprocess.Popen], timeout: float = 20.0, sig: int = signal.SIGTERM) -> None:
+def stop_all(procs: Iterable[subprocess.Popen[Any]], timeout: float = 20.0, sig: int = signal.SIGTERM) -> None:
     """Send `sig` to the group of every running process at once, give them `timeout` s together to exit, then
     SIGKILL the groups still there (stragglers of exited leaders too); every process is reaped."""
     procs = list(procs)
@@ -56,13 +57,13 @@ def stop_all(procs: Iterable[subprocess.Popen], timeout: float = 20.0, sig: int 
         p.wait()
 
 
-def stop(p: subprocess.Popen, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int:
+def stop(p: subprocess.Popen[Any], timeout: float = 20.0, sig: int = signal.SIGTERM) -> int:
     """Stop one process (see stop_all) and return its exit code (-9 if it had to be killed)."""
     stop_all([p], timeout, sig)
     return p.returncode
 
 
-def kill9(p: subprocess.Popen, timeout: float = 30.0) -> None:
+def kill9(p: subprocess.Popen[Any], timeout: float = 30.0) -> None:
     """SIGKILL the process's group (a crash, for kill tests) and reap it."""
     if p.poll() is None:
         signal_group(p.pid, signal.SIGKILL)
@@ -85,12 +86,12 @@ def kill9_pid(pid: int, timeout: float = 30.0) -> None:
 class Procs:
     """Named service processes sharing an environment, each logging to `logs/NAME.log`."""
 
-    def __init__(self, env: Mapping[str, str], logs: Path):
+    def __init__(self, env: Mapping[str, str], logs: Path) -> None:
         self.env, self.logs = dict(env), logs
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.starts: dict[str, tuple[list[str], dict[str, str]]] = {}
 
-    def start(self, name: str, args: Sequence[str], extra: Mapping[str, str] | None = None) -> subprocess.Popen:
+    def start(self, name: str, args: Sequence[str], extra: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         """`python ARGS` (e.g. `["-m", "coinpulse_sink", "run"]`) with the environment plus `extra`."""
         self.starts[name] = (list(args), dict(extra or {}))
         p = spawn_python(args, self.log(name), {**self.env, **(extra or {})})
@@ -113,7 +114,7 @@ class Procs:
             if p.poll() is not None:
                 raise RuntimeError(f"{name} exited with {p.returncode}: {self.tail(name)}")
 
-    def kill9_and_restart(self, name: str) -> subprocess.Popen:
+    def kill9_and_restart(self, name: str) -> subprocess.Popen[bytes]:
         p = self.procs[name]
         assert p.poll() is None, f"{name} died on its own: {self.tail(name)}"
         kill9(p)

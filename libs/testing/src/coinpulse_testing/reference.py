@@ -20,7 +20,7 @@ from coinpulse_candle_agent.trades import Trade
 Key = tuple[str, str, int]  # (interval, market, bucket_start)
 
 
-def accepted_trades(events: Iterable[tuple], timing: Timing) -> tuple[list[Trade], list[Trade], dict[int, int]]:
+def accepted_trades(events: Iterable[tuple[str, int, Any]], timing: Timing) -> tuple[list[Trade], list[Trade], dict[int, int]]:
     """events: ("trade", partition, Trade) or ("tick", partition, to_ms) in arrival order.
 
     Returns (unique accepted trades, late trades, final event time per partition)."""
@@ -70,7 +70,7 @@ def candle_of(market: str, interval: str, start: int, trades: list[Trade]) -> di
     }
 
 
-def reference_candles(trades: Iterable[Trade], intervals: Iterable[str] = ("1m", "5m", "1h")) -> dict[Key, dict]:
+def reference_candles(trades: Iterable[Trade], intervals: Iterable[str] = ("1m", "5m", "1h")) -> dict[Key, dict[str, Any]]:
     """Every candle of the given (unique) trades."""
     groups: dict[Key, list[Trade]] = defaultdict(list)
     trades = list(trades)
@@ -102,13 +102,14 @@ def candle_diff(got: dict[str, Any], want: dict[str, Any], rel: float = 1e-9) ->
     return out
 
 
-def reference_mentions(events: Iterable[tuple], timing: Timing) -> tuple[dict[tuple[str, int], dict], dict[int, int]]:
+def reference_mentions(events: Iterable[tuple[str, int, Any]],
+                       timing: Timing) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[int, int]]:
     """Mention buckets from ("hits", partition, DocHits) / ("tick", partition, ms) events, from scratch.
 
     A document's contribution is its last accepted version, except that a body-less version never replaces a
     version with a body. Returns ({(market, minute): record minus revision}, final event time per partition)."""
     wm: dict[int, int] = {}
-    docs: dict[tuple[str, int], dict[str, tuple]] = defaultdict(dict)
+    docs: dict[tuple[str, int], dict[str, tuple[int, int, int, bool]]] = defaultdict(dict)
     for kind, partition, item in events:
         w = wm.get(partition)
         if kind == "tick":

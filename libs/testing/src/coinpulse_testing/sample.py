@@ -16,6 +16,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -96,19 +97,19 @@ class SampleDay:
     """What was written, so tests can compute the expected answers independently."""
     schema: str
     end: datetime
-    candles_1m: dict[str, list[tuple]] = field(default_factory=dict)  # market -> rows (bucket, o, h, l, c, v, qv, n)
-    mentions: dict[str, list[tuple]] = field(default_factory=dict)  # market -> (bucket, mentions, pos, neg)
-    posts: list[dict] = field(default_factory=list)
+    candles_1m: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)  # market -> rows (bucket, o, h, l, c, v, qv, n)
+    mentions: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)  # market -> (bucket, mentions, pos, neg)
+    posts: list[dict[str, Any]] = field(default_factory=list)
     # the link marts: (market, metric) -> summary dict / lead_lag rows (lag, corr, n, p_value, significant);
     # market -> price_community rows (bucket, corr_mentions_absret, corr_sentiment_ret) / spikes (bucket, mentions, z)
-    link_summary: dict[tuple[str, str], dict] = field(default_factory=dict)
-    lead_lag: dict[tuple[str, str], list[tuple]] = field(default_factory=dict)
-    rolling: dict[str, list[tuple]] = field(default_factory=dict)
-    spikes: dict[str, list[tuple]] = field(default_factory=dict)
+    link_summary: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    lead_lag: dict[tuple[str, str], list[tuple[Any, ...]]] = field(default_factory=dict)
+    rolling: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    spikes: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
 
 
-def _rollup(rows: list[tuple], seconds: int) -> list[tuple]:
-    out: dict[datetime, list] = {}
+def _rollup(rows: list[tuple[Any, ...]], seconds: int) -> list[tuple[Any, ...]]:
+    out: dict[datetime, list[Any]] = {}
     for b, o, h, lo, c, v, qv, n in rows:
         key = datetime.fromtimestamp(b.timestamp() // seconds * seconds, UTC)
         cur = out.get(key)
@@ -181,11 +182,13 @@ def _generate_link(day: SampleDay, start: datetime, minutes: int, rnd: random.Ra
         for metric in LINK_METRICS:
             verdict, best, corr, p_adj = LINK_CASES.get(
                 (m, metric), ("no_link", (i * 5 + len(metric)) % n_lags - MAX_LAG, 0.03 + 0.011 * i, 0.4 + 0.02 * i))
+            rows: list[tuple[int, float | None, int, float | None, bool]]
             if verdict == "insufficient_data":
                 rows = [(k, None, 9, None, False) for k in range(-MAX_LAG, MAX_LAG + 1)]
                 day.link_summary[(m, metric)] = {"best_lag": None, "best_corr": None, "p_value": None,
                                                  "p_adjusted": None, "verdict": verdict, "n": 9}
             else:
+                assert best is not None and corr is not None and p_adj is not None  # only insufficient_data has none
                 p_best = p_adj / n_lags
                 rows = []
                 for k in range(-MAX_LAG, MAX_LAG + 1):

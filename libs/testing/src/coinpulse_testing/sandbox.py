@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ class TopicSet:
         return env
 
 
-def start_agent(env: dict[str, str], log_path: str, cpu: int | None = None) -> subprocess.Popen:
+def start_agent(env: dict[str, str], log_path: str, cpu: int | None = None) -> subprocess.Popen[bytes]:
     """`python -m coinpulse_candle_agent` in its own session with the given environment on top of ours."""
     return spawn_python(["-m", "coinpulse_candle_agent"], Path(log_path), {**os.environ, **env}, cpu=cpu)
 
@@ -87,12 +88,12 @@ def start_agent(env: dict[str, str], log_path: str, cpu: int | None = None) -> s
 class TopicReader:
     """Reads a topic from the beginning (no group commits); keeps the last value per key and every value."""
 
-    def __init__(self, s, topic: str, canonical: str, partitions: int):
+    def __init__(self, s: Settings, topic: str, canonical: str, partitions: int) -> None:
         self.codec = TopicCodec(topic, s, schema_topic=canonical)
         self.c = consumer(f"reader-{topic}-{time.time_ns()}", s)
         self.c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        self.last: dict[bytes, dict] = {}
-        self.all: list[dict] = []
+        self.last: dict[bytes | None, dict[str, Any] | None] = {}  # None: a record without a key / a tombstone
+        self.all: list[dict[str, Any] | None] = []
 
     def close(self) -> None:
         self.c.close()
@@ -100,16 +101,17 @@ class TopicReader:
     def poll(self, seconds: float = 0.5) -> None:
         for m in self.c.consume(10_000, seconds):
             if m.error() is None:
-                v = self.codec.decode(m.value())
+                data = m.value()
+                v = None if data is None else self.codec.decode(data)
                 self.last[m.key()] = v
                 self.all.append(v)
 
 
-def as_ms(v) -> int:
+def as_ms(v: int | datetime) -> int:
     return v if isinstance(v, int) else int(round(v.timestamp() * 1000))
 
 
-def normalise(rec: dict) -> dict:
+def normalise(rec: dict[str, Any]) -> dict[str, Any]:
     out = dict(rec)
     for f in ("bucket_start", "first_trade_at", "last_trade_at", "emitted_at"):
         if f in out:

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from coinpulse_common.paths import state_dir
@@ -59,14 +60,14 @@ def stack_root(folder: str) -> Path:
     return root
 
 
-def isolated_stack_fixture(offset: int, name: str = "env", folder: str = "stack", **extra: str):
+def isolated_stack_fixture(offset: int, name: str = "env", folder: str = "stack", **extra: str) -> object:
     """A module-scoped fixture `name` yielding an isolated_stack's environment (state in `stack_root(folder)`).
 
     It takes the main `stack` fixture first: the isolated stack shares the main one's JVM artifacts.
     Use: `env = isolated_stack_fixture(2000, folder="stack-fault")` at module level."""
 
     @pytest.fixture(scope="module", name=name)
-    def _fixture(stack) -> Iterator[dict[str, str]]:
+    def _fixture(stack: Settings) -> Iterator[dict[str, str]]:
         with isolated_stack(stack_root(folder), offset, **extra) as env:
             yield env
 
@@ -76,12 +77,15 @@ def isolated_stack_fixture(offset: int, name: str = "env", folder: str = "stack"
 def part_pid(env: dict[str, str], part: str) -> int:
     """The pid of a part (kafka, registry, connect, postgres, ...) of the stack of `env`."""
     r = cli(env, "status", "--json", timeout=60)
-    return json.loads(r.stdout)[part]["pid"]
+    pid: int = json.loads(r.stdout)[part]["pid"]
+    return pid
 
 
 def settings_of(env: dict[str, str]) -> Settings:
     """The common Settings of the stack of `env`: its ports, no URL override (the rest as in this process)."""
     fields = Settings.model_fields
-    ports = {k.removeprefix("COINPULSE_").lower(): int(v) for k, v in env.items() if k.startswith("COINPULSE_")
-             and k.endswith("_PORT") and k.removeprefix("COINPULSE_").lower() in fields}
+    # ints; typed Any as `**ports` also meets the `_env_file`, `_case_sensitive`, ... parameters of BaseSettings
+    ports: dict[str, Any] = {k.removeprefix("COINPULSE_").lower(): int(v) for k, v in env.items()
+                             if k.startswith("COINPULSE_") and k.endswith("_PORT")
+                             and k.removeprefix("COINPULSE_").lower() in fields}
     return Settings(**ports, kafka_bootstrap=None, registry_url=None, connect_url=None, s3_endpoint=None, pg_host=None)
