@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from coinpulse_common.logging import get_logger
 from confluent_kafka import KafkaError, Message, Producer
@@ -90,6 +90,13 @@ class KafkaSink:
             pend.popleft()
         self.stats.queue_depth = len(p) + len(pend)
         return len(pend)
+
+    def warm_up(self, topics: Iterable[str]) -> None:
+        """Fetch every topic's metadata before the first record, so the first records do not wait for it."""
+        for topic in topics:
+            md = self.producer.list_topics(topic, timeout=10).topics.get(topic)
+            if md is None or md.error is not None:
+                log.warning("topic_missing", topic=topic, error=str(md.error) if md is not None else None)
 
     def flush(self, timeout_s: float = 30.0) -> int:
         deadline = time.monotonic() + timeout_s
