@@ -7,6 +7,9 @@ the same deduper as the live stream, so the overlap is dropped and only the gap 
 
 The start-up history (`COINPULSE_INGEST_HISTORY_HOURS`) uses the same plan with a floor: it never pages further
 back than that many hours, whether or not the market was seen (`history_plan`).
+
+The runs that page with these plans over the rate-limited client are in rest.py; `reconnect_delay` is the socket
+feed's (feed.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ pump task drains. When the deque is full too, the record is refused: counted, lo
 (which un-sees a refused trade and schedules a backfill for its market, so the trade is not lost).
 
 A record whose delivery fails with a retriable error (the broker was unreachable for the whole
-message.timeout.ms, a transport error) is sent again; one that fails for good is handed to `on_failed` (the service
+message.timeout.ms, a transport error) is sent again; one that fails for good is handed to `on_failed` (emit.py
 un-sees the trade and schedules a backfill for its market). Nothing is dropped on a delivery report.
 """
 
