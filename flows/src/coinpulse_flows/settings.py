@@ -1,4 +1,5 @@
-"""Settings of the flows (env prefix COINPULSE_, like every service).
+"""Settings of the flows: `COINPULSE_<FLOW>_*`, grouped by flow (`TIER_`, `ARCHIVE_`, `BACKUP_`, `LINK_`, `SPIKE_`,
+`CHECK_`, `BACKFILL_`, `MART_`, `LAG_`; `FLOWS_` for what several flows share), see coinpulse_common.settings.
 
 Every setting with a range is checked when the settings are made (each flow, the CLI, at start), and a wrong value
 fails with its name, its value and what it would do: `backup_keep=0` would delete every dump, a negative tiering age
@@ -11,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from coinpulse_common.paths import state_dir
-from coinpulse_common.settings import Settings
+from coinpulse_common.settings import Settings, env_name
 from pydantic import Field, model_validator
 
 
@@ -22,25 +23,37 @@ class FlowSettings(Settings):
     tier_prefix: str = Field("", description="key prefix of the Parquet tier in the bucket (layout <table>/date=…)")
     archive_skip_prefixes: list[str] = Field(["backups/"], description="S3 prefixes the archive flow never moves")
     archive_dir_override: str | None = Field(None, description="local archive directory; default <state>/archive")
-    lock_timeout_s: int = Field(30, description="how long tiering waits for a partition lock before retrying later")
-    export_batch_bytes: int = Field(8 << 20, description="Arrow batch size hint when streaming a partition")
-    parquet_row_group_rows: int = Field(256_000, description="rows per Parquet row group")
+    lock_timeout_s: int = Field(30, description="how long tiering waits for a partition lock before retrying later",
+        validation_alias=env_name("COINPULSE_TIER_LOCK_TIMEOUT_S", old="COINPULSE_LOCK_TIMEOUT_S"))
+    export_batch_bytes: int = Field(8 << 20, description="Arrow batch size hint when streaming a partition",
+        validation_alias=env_name("COINPULSE_TIER_EXPORT_BATCH_BYTES", old="COINPULSE_EXPORT_BATCH_BYTES"))
+    parquet_row_group_rows: int = Field(256_000, description="rows per Parquet row group",
+        validation_alias=env_name("COINPULSE_TIER_PARQUET_ROW_GROUP_ROWS", old="COINPULSE_PARQUET_ROW_GROUP_ROWS"))
 
-    pg_bin: str = Field("/usr/lib/postgresql/15/bin", description="directory of pg_dump / pg_restore")
-    pg_socket_dir_override: str | None = Field(None, description="PostgreSQL unix socket dir; default <state>/pgsock")
+    pg_bin: str = Field("/usr/lib/postgresql/15/bin", description="directory of pg_dump / pg_restore",
+        validation_alias=env_name("COINPULSE_BACKUP_PG_BIN", fallback="COINPULSE_PG_BIN"))
+    pg_socket_dir_override: str | None = Field(None, description="PostgreSQL unix socket dir; default <state>/pgsock",
+        validation_alias=env_name("COINPULSE_BACKUP_PG_SOCKET_DIR", old="COINPULSE_PG_SOCKET_DIR_OVERRIDE"))
     backup_prefix: str = Field("backups/pg/", description="S3 prefix of database dumps")
-    backup_keep: int = Field(7, description="how many daily dumps retention keeps")
+    backup_keep: int = Field(7, description="how many daily dumps retention keeps",
+        validation_alias=env_name("COINPULSE_BACKUP_KEEP_DUMPS", old="COINPULSE_BACKUP_KEEP"))
 
-    trades_table: str = Field("silver.trades", description="silver trades table (columns of schemas/trade.avsc)")
+    trades_table: str = Field("silver.trades", description="silver trades table (columns of schemas/trade.avsc)",
+        validation_alias=env_name("COINPULSE_FLOWS_TRADES_TABLE", old="COINPULSE_TRADES_TABLE"))
     candles_table: str = Field("gold.candles", description="candle table (columns of schemas/candle.avsc, one row per "
                                "market, interval and bucket_start); flows read and rebuild its 1-minute rows and "
-                               "rebuild 5m/1h from them")
-    mentions_table: str = Field("gold.mentions_1m", description="1-minute mentions (columns of schemas/mention.avsc)")
-    marts_schema: str = Field("marts", description="schema the KPI marts are written to")
+                               "rebuild 5m/1h from them",
+        validation_alias=env_name("COINPULSE_FLOWS_CANDLES_TABLE", old="COINPULSE_CANDLES_TABLE"))
+    mentions_table: str = Field("gold.mentions_1m", description="1-minute mentions (columns of schemas/mention.avsc)",
+        validation_alias=env_name("COINPULSE_FLOWS_MENTIONS_TABLE", old="COINPULSE_MENTIONS_TABLE"))
+    marts_schema: str = Field("marts", description="schema the KPI marts are written to",
+        validation_alias=env_name("COINPULSE_MART_SCHEMA", old="COINPULSE_MARTS_SCHEMA"))
     mart_window_minutes: int = Field(24 * 60, description="look-back of the ranking marts (top markets, volatility)")
     link_window_minutes: int = Field(240, description="minutes of the price–community link rewritten per refresh")
-    vwap_windows_minutes: list[int] = Field([5, 15, 60, 240, 1440], description="windows of the VWAP mart")
-    corr_window_rows: int = Field(60, description="rows (minutes) of the rolling price–community correlation")
+    vwap_windows_minutes: list[int] = Field([5, 15, 60, 240, 1440], description="windows of the VWAP mart",
+        validation_alias=env_name("COINPULSE_MART_VWAP_WINDOWS_MINUTES", old="COINPULSE_VWAP_WINDOWS_MINUTES"))
+    corr_window_rows: int = Field(60, description="rows (minutes) of the rolling price–community correlation",
+        validation_alias=env_name("COINPULSE_LINK_CORR_WINDOW_ROWS", old="COINPULSE_CORR_WINDOW_ROWS"))
     link_lookback_minutes: int = Field(24 * 60, description="look-back (minutes of the dense minute grid) of the "
                                        "lead–lag statistics and the event study")
     link_max_lag_minutes: int = Field(15, description="lead–lag lags tested: every minute in [-max, +max]")
@@ -56,7 +69,8 @@ class FlowSettings(Settings):
     spike_baseline_minutes: int = Field(60, description="rolling baseline of the mention z-score")
     spike_z: float = Field(3.0, description="z-score from which a minute is a mention spike")
     spike_min_mentions: int = Field(5, description="fewest mentions a spike must have")
-    alert_topic: str = Field("mention.alert", description="topic mention spikes are published to")
+    alert_topic: str = Field("mention.alert", description="topic mention spikes are published to",
+        validation_alias=env_name("COINPULSE_SPIKE_ALERT_TOPIC", old="COINPULSE_ALERT_TOPIC"))
 
     backfill_topic: str = Field("upbit.raw", description="bronze topic backfill reads (raw_frame records)")
     backfill_s3_prefix: str = Field("", description="key prefix in front of `bronze/` of the S3 bronze archive backfill "
@@ -65,10 +79,13 @@ class FlowSettings(Settings):
                                     "(`bronze/<source>/dt=…/hour=…/`)")
     check_window_minutes: int = Field(180, description="look-back of the candle-gap check")
     check_grace_minutes: int = Field(3, description="newest minutes the candle-gap check ignores (not closed yet)")
-    crawl_topic: str = Field("dc.post", description="topic whose newest record tells crawl freshness")
-    crawl_max_age_minutes: int = Field(30, description="no new post for longer than this is an alarm")
+    crawl_topic: str = Field("dc.post", description="topic whose newest record tells crawl freshness",
+        validation_alias=env_name("COINPULSE_CHECK_CRAWL_TOPIC", old="COINPULSE_CRAWL_TOPIC"))
+    crawl_max_age_minutes: int = Field(30, description="no new post for longer than this is an alarm",
+        validation_alias=env_name("COINPULSE_CHECK_CRAWL_MAX_AGE_MINUTES", old="COINPULSE_CRAWL_MAX_AGE_MINUTES"))
     lag_groups: list[str] = Field([], description="consumer groups checked for lag; empty = every group")
-    lag_max: int = Field(100_000, description="consumer lag (records) above which the check fails")
+    lag_max: int = Field(100_000, description="consumer lag (records) above which the check fails",
+        validation_alias=env_name("COINPULSE_LAG_MAX_RECORDS", old="COINPULSE_LAG_MAX"))
     tier_slack_days: int = Field(2, description="days a tier may run behind before the tier-size check fails")
     flows_metrics_port: int = Field(28105, description="Prometheus (/metrics) port of `coinpulse_flows serve`, bound "
                                     "to host: the metrics its flow runs set, e.g. coinpulse_consumer_records_lost "

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from coinpulse_common.paths import state_dir
+from coinpulse_common.settings import env_var
 
 from coinpulse_platform.envdoc import settings_classes
 
@@ -28,7 +29,7 @@ def port_defaults() -> dict[str, int]:
     for _, cls in settings_classes():
         for name, field in cls.model_fields.items():
             if name.endswith("_port") and isinstance(field.default, int) and field.default > 0:
-                out[f"COINPULSE_{name.upper()}"] = field.default
+                out[env_var(cls, name)] = field.default
     return out
 
 

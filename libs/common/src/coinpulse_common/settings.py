@@ -1,20 +1,103 @@
-"""Settings for the whole stack. Every field is read from an environment variable `COINPULSE_<FIELD>`.
+"""Settings for the whole stack. Every field is read from an environment variable `COINPULSE_<FIELD>`, unless its
+`Field` names the variable with `env_name(...)`.
 
-Services extend `Settings` with their own fields (same prefix), so one `.env` configures everything.
+Services extend `Settings` with their own fields (same prefix), so one `.env` configures everything. The rule for a
+variable's name: `COINPULSE_`, then the owning service's prefix (`INGEST_`, `DC_`, `CANDLE_`, `SINK_`, `DASHBOARD_`,
+or the flow group of a flows setting), then the name, then the unit of a quantity (`_S`, `_MS`, `_MINUTES`, `_DAYS`,
+`_BYTES`, `_PAGES`, `_ROWS`, `_RECORDS`, ...). A variable renamed to follow it keeps its old name for one release:
+`env_name(new, old=...)` accepts both (the new one wins when both are set) and every construction that finds the old
+one in the environment or `.env` logs one `settings.deprecated_env` warning per old name and emits a
+`DeprecationWarning`. Python attribute names never change with the variable: code and keyword construction
+(`IngestSettings(markets=...)`) use the attribute.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from functools import lru_cache
+from pathlib import Path
 
-from pydantic import Field
+import structlog
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "COINPULSE_"
+
+DEPRECATED_ENV: dict[str, str] = {}
+"""{old variable: new variable} of every renamed setting (filled by `env_name`), accepted until the next release."""
+
+
+def env_name(new: str, *, old: str | None = None, fallback: str | None = None) -> AliasChoices:
+    """The `validation_alias` of a field whose variable is not `COINPULSE_<FIELD>`: full names, the new one first.
+
+    `old` is the deprecated former name (read, with a warning, when `new` is unset). `fallback` is another live
+    variable read, without a warning, when `new` is unset (e.g. `COINPULSE_PG_BIN`, shared with the stack).
+    """
+    names = [new]
+    for name in (old, fallback):
+        if name is not None:
+            if not name.startswith(ENV_PREFIX):
+                raise ValueError(f"{name}: an environment name starts with {ENV_PREFIX}")
+            names.append(name)
+    if not new.startswith(ENV_PREFIX):
+        raise ValueError(f"{new}: an environment name starts with {ENV_PREFIX}")
+    if old is not None:
+        DEPRECATED_ENV[old] = new
+    return AliasChoices(*names)
+
+
+def env_var(cls: type[BaseSettings], field: str) -> str:
+    """The environment variable that sets `field` of the settings class `cls` (its current name)."""
+    alias = cls.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        assert isinstance(first, str)
+        return first
+    if isinstance(alias, str):
+        return alias
+    return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def deprecated_env_vars(cls: type[BaseSettings], field: str) -> list[str]:
+    """The deprecated former names of `field`'s variable (still read until the next release)."""
+    alias = cls.model_fields[field].validation_alias
+    if not isinstance(alias, AliasChoices):
+        return []
+    return [c for c in alias.choices[1:] if isinstance(c, str) and c in DEPRECATED_ENV]
+
+
+def _environment(env_file: object) -> set[str]:
+    """The variable names set in the process environment or the `.env` file (upper case, as settings compare)."""
+    names = {k.upper() for k in os.environ}
+    files = env_file if isinstance(env_file, (list, tuple)) else [env_file]
+    for f in files:
+        if isinstance(f, (str, Path)) and Path(f).is_file():
+            from dotenv import dotenv_values
+
+            names |= {k.upper() for k in dotenv_values(f)}
+    return names
+
+
+def deprecation_messages(cls: type[BaseSettings], present: set[str]) -> list[tuple[str, str, str]]:
+    """(old, new, message), one per deprecated variable of `cls` found in `present` (names, upper case)."""
+    out = []
+    for field in cls.model_fields:
+        new = env_var(cls, field)
+        for old in deprecated_env_vars(cls, field):
+            if old.upper() not in present:
+                continue
+            msg = f"{old} is deprecated: use {new} (the old name is accepted until the next release)"
+            if new.upper() in present:
+                msg += f"; both are set, {new} wins and {old} is ignored"
+            out.append((old, new, msg))
+    return out
 
 READER_ROLE = "coinpulse_reader"
 """The read-only PostgreSQL role (dashboard, cross-tier query): SELECT on silver, gold and the marts."""
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COINPULSE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", populate_by_name=True)
 
     host: str = Field("127.0.0.1", description="address every local service binds to")
     kafka_port: int = Field(29092, description="Kafka broker listener")
@@ -51,9 +134,19 @@ class Settings(BaseSettings):
     connect_heap: str = Field("768m", description="Connect JVM heap")
     registry_heap: str = Field("384m", description="Apicurio JVM heap")
     s3_heap: str = Field("384m", description="S3Proxy JVM heap")
-    start_timeout: float = Field(240.0, description="seconds `coinpulse up` waits for every part to be healthy")
+    start_timeout: float = Field(240.0, description="seconds `coinpulse up` waits for every part to be healthy",
+                                 validation_alias=env_name("COINPULSE_START_TIMEOUT_S", old="COINPULSE_START_TIMEOUT"))
     log_format: str = Field("console", description="`console` or `json` structured logs")
     log_level: str = Field("INFO", description="log level")
+
+    @model_validator(mode="after")
+    def _warn_deprecated_env(self) -> Settings:
+        # structlog itself: coinpulse_common.logging reads the settings, so it cannot be imported here
+        log = structlog.get_logger("coinpulse.settings")
+        for old, new, msg in deprecation_messages(type(self), _environment(self.model_config.get("env_file"))):
+            log.warning("settings.deprecated_env", settings=type(self).__name__, old=old, new=new, message=msg)
+            warnings.warn(msg, DeprecationWarning, stacklevel=2)
+        return self
 
     @property
     def bootstrap(self) -> str:

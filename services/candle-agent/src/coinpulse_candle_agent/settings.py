@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from coinpulse_common import topics
-from coinpulse_common.settings import Settings
+from coinpulse_common.settings import Settings, env_name
 from pydantic import Field, field_validator
 
 
@@ -21,7 +21,8 @@ class CandleSettings(Settings):
         2_000, description="wall time without input (and no lag) after which the timer advances event time"
     )
     candle_timer_interval_s: float = Field(1.0, description="idle timer period")
-    candle_batch_size: int = Field(2_000, description="events per processing batch (state is flushed per batch)")
+    candle_batch_size: int = Field(2_000, description="events per processing batch (state is flushed per batch)",
+        validation_alias=env_name("COINPULSE_CANDLE_BATCH_EVENTS", old="COINPULSE_CANDLE_BATCH_SIZE"))
     candle_batch_within_s: float = Field(0.1, description="longest wait to fill a batch")
     candle_metrics_port: int = Field(28103, description="Faust web server port (serves /health and /metrics), bound to host")
     candle_store: str = Field("memory://", description="Faust table store; state is rebuilt from the changelog")

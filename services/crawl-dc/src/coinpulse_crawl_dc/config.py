@@ -1,4 +1,5 @@
-"""crawl-dc settings: every field is `COINPULSE_<FIELD>` in the environment (see coinpulse_common.settings)."""
+"""crawl-dc settings: `COINPULSE_DC_*` (and `COINPULSE_CRAWL_METRICS_PORT`) in the environment, durations in
+seconds with `_S` (see coinpulse_common.settings for the naming rule and the deprecated former names)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from coinpulse_common.paths import state_dir
-from coinpulse_common.settings import Settings
+from coinpulse_common.settings import Settings, env_name
 from pydantic import Field
 
 DEV_HASH_KEY = "coinpulse-dev-only-hash-key"
@@ -17,21 +18,29 @@ DEFAULT_USER_AGENT = (
 
 
 class CrawlSettings(Settings):
-    env: str = Field("dev", description="deployment environment; anything but `dev` requires a real DC_HASH_KEY")
+    env: str = Field("dev", description="deployment environment; anything but `dev` requires a real DC_HASH_KEY",
+        validation_alias=env_name("COINPULSE_DC_ENV", old="COINPULSE_ENV"))
     dc_base_url: str = Field("https://gall.dcinside.com", description="gallery site base URL (the simulator in dev)")
     dc_galleries: str = Field(
         "bitcoins_new1:normal", description="comma-separated `id:kind` (kind normal, minor or mini)"
     )
     dc_user_agent: str = Field(DEFAULT_USER_AGENT, description="User-Agent the crawler identifies itself with")
-    dc_interval: float = Field(300.0, description="seconds between the starts of two crawl cycles")
+    dc_interval: float = Field(300.0, description="seconds between the starts of two crawl cycles",
+        validation_alias=env_name("COINPULSE_DC_INTERVAL_S", old="COINPULSE_DC_INTERVAL"))
     dc_hash_key: str = Field(DEV_HASH_KEY, description="secret key of the author/IP pseudonymisation HMAC")
-    dc_download_delay: float = Field(1.5, description="seconds between two requests to the same host (>= 1 live)")
-    dc_autothrottle_max_delay: float = Field(30.0, description="AutoThrottle upper bound on the delay, seconds")
+    dc_download_delay: float = Field(1.5, description="seconds between two requests to the same host (>= 1 live)",
+        validation_alias=env_name("COINPULSE_DC_DOWNLOAD_DELAY_S", old="COINPULSE_DC_DOWNLOAD_DELAY"))
+    dc_autothrottle_max_delay: float = Field(30.0, description="AutoThrottle upper bound on the delay, seconds",
+        validation_alias=env_name("COINPULSE_DC_AUTOTHROTTLE_MAX_DELAY_S", old="COINPULSE_DC_AUTOTHROTTLE_MAX_DELAY"))
     dc_retry_times: int = Field(3, description="retries of a request failing with 5xx/timeouts")
-    dc_backoff_base: float = Field(2.0, description="first retry waits this many seconds, doubling each retry")
-    dc_backoff_max: float = Field(60.0, description="longest backoff wait, seconds")
-    dc_timeout: float = Field(30.0, description="download timeout per request, seconds")
-    dc_list_num: int = Field(100, description="rows per list page requested (site allows 30, 50, 100)")
+    dc_backoff_base: float = Field(2.0, description="first retry waits this many seconds, doubling each retry",
+        validation_alias=env_name("COINPULSE_DC_BACKOFF_BASE_S", old="COINPULSE_DC_BACKOFF_BASE"))
+    dc_backoff_max: float = Field(60.0, description="longest backoff wait, seconds",
+        validation_alias=env_name("COINPULSE_DC_BACKOFF_MAX_S", old="COINPULSE_DC_BACKOFF_MAX"))
+    dc_timeout: float = Field(30.0, description="download timeout per request, seconds",
+        validation_alias=env_name("COINPULSE_DC_TIMEOUT_S", old="COINPULSE_DC_TIMEOUT"))
+    dc_list_num: int = Field(100, description="rows per list page requested (site allows 30, 50, 100)",
+        validation_alias=env_name("COINPULSE_DC_LIST_PAGE_ROWS", old="COINPULSE_DC_LIST_NUM"))
     dc_recent_pages: int = Field(1, description="list pages always walked to watch reply counts of recent posts")
     dc_max_pages: int = Field(20, description="at most this many list pages per cycle")
     dc_backfill_pages: int = Field(1, description="list pages read on the very first cycle of a gallery")
@@ -52,7 +61,7 @@ class CrawlSettings(Settings):
     def check(self) -> None:
         """Refuse to run outside dev with the built-in pseudonymisation key."""
         if self.env != "dev" and self.hash_key_is_dev():
-            raise ValueError("COINPULSE_DC_HASH_KEY must be set outside dev (COINPULSE_ENV != dev)")
+            raise ValueError("COINPULSE_DC_HASH_KEY must be set outside dev (COINPULSE_DC_ENV != dev)")
 
     def topic(self, base: str) -> str:
         return f"{self.dc_topic_prefix}{base}"

@@ -1,10 +1,10 @@
-"""Dashboard settings: `COINPULSE_<FIELD>` environment variables, on top of the shared Settings."""
+"""Dashboard settings: `COINPULSE_DASHBOARD_*` environment variables, on top of the shared Settings."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from coinpulse_common.settings import READER_ROLE, Settings
+from coinpulse_common.settings import READER_ROLE, Settings, env_name
 from pydantic import Field, model_validator
 
 
@@ -18,12 +18,14 @@ class DashboardSettings(Settings):
     dashboard_posts_table: str = Field("posts", description="post table in the silver schema")
     dashboard_marts_schema: str = Field(
         "marts", description="schema of the link marts (`lead_lag`, `link_summary`, `price_community`, "
-        "`mention_spikes`): the flows' `COINPULSE_MARTS_SCHEMA`")
+        "`mention_spikes`): the flows' `COINPULSE_MART_SCHEMA`")
     dashboard_aliases_path: str = Field(
         "", description="alias dictionary (JSON, the mention counter's format) used to find posts about a coin; "
         "default: the dictionary packaged in coinpulse_mentions, the one the candle agent counts with")
-    dashboard_pool_min: int = Field(2, description="PostgreSQL connection pool: connections kept open")
-    dashboard_pool_max: int = Field(8, description="PostgreSQL connection pool: most connections")
+    dashboard_pool_min: int = Field(2, description="PostgreSQL connection pool: connections kept open",
+        validation_alias=env_name("COINPULSE_DASHBOARD_POOL_MIN_CONNECTIONS", old="COINPULSE_DASHBOARD_POOL_MIN"))
+    dashboard_pool_max: int = Field(8, description="PostgreSQL connection pool: most connections",
+        validation_alias=env_name("COINPULSE_DASHBOARD_POOL_MAX_CONNECTIONS", old="COINPULSE_DASHBOARD_POOL_MAX"))
     dashboard_pool_timeout_s: float = Field(3.0, description="how long a request waits for a pooled connection")
     dashboard_statement_timeout_ms: int = Field(5000, description="statement_timeout of every dashboard query")
     dashboard_max_bars: int = Field(5000, description="largest number of candles one request may ask for")

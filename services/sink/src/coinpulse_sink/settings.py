@@ -1,4 +1,4 @@
-"""sink settings: `COINPULSE_<FIELD>` environment variables, on top of the shared Settings."""
+"""sink settings: `COINPULSE_SINK_*` environment variables, on top of the shared Settings."""
 
 from __future__ import annotations
 
