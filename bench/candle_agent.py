@@ -179,7 +179,7 @@ def main() -> None:
         started = time.time()
         if name.startswith("coinpulse"):
             env = ts.agent_env(f"bench-candle-{u}", free_port(), grace_ms=GRACE_MS, mentions="false",
-                               batch_size=5000, batch_within_s=0.05)
+                               batch_events=5000, batch_within_s=0.05)
             proc = start_agent(env, str(logs / f"faust-{u}.log"), cpu=WORK_CPU)
         else:
             proc = start_quix(py, s, ts.topic("trade"), reader_topic, f"bench-quix-{u}", WORK_CPU,

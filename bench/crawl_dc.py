@@ -149,9 +149,9 @@ def cycle_requests() -> dict:
     try:
         wait_for(lambda: get_json(f"{url}/sim/state", timeout=10), 30, "the gallery simulator", 0.1)
         env = dict(os.environ, COINPULSE_DC_BASE_URL=url, COINPULSE_DC_GALLERIES="bitcoins_new1:normal",
-                   COINPULSE_DC_DOWNLOAD_DELAY="0", COINPULSE_DC_TOPIC_PREFIX=prefix,
+                   COINPULSE_DC_DOWNLOAD_DELAY_S="0", COINPULSE_DC_TOPIC_PREFIX=prefix,
                    COINPULSE_DC_TRANSACTIONAL_ID=f"bench-{prefix}", COINPULSE_DC_STATE_PATH=str(tmp / "s.db"),
-                   COINPULSE_CRAWL_METRICS_PORT="0", COINPULSE_DC_BACKFILL_PAGES="2", COINPULSE_DC_LIST_NUM="100",
+                   COINPULSE_CRAWL_METRICS_PORT="0", COINPULSE_DC_BACKFILL_PAGES="2", COINPULSE_DC_LIST_PAGE_ROWS="100",
                    COINPULSE_DC_RECENT_PAGES="1", COINPULSE_LOG_LEVEL="WARNING")
         cmd = [sys.executable, "-m", "coinpulse_crawl_dc", "--once"]
         subprocess.run(cmd, env=env, check=True, capture_output=True)

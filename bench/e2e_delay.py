@@ -245,8 +245,8 @@ def main() -> None:
         procs.start("peer", [str(Path(__file__).resolve()), "_peer", f"ws://127.0.0.1:{sim_port}/websocket/v1", pg,
                              ",".join(markets), str(grace_ms)])
         procs.start("ingest-upbit", ["-m", "coinpulse_ingest_upbit"], {
-            "COINPULSE_UPBIT_WS_URL": f"ws://127.0.0.1:{sim_port}/websocket/v1", "COINPULSE_UPBIT_REST_URL": sim,
-            "COINPULSE_MARKETS": ",".join(markets)})
+            "COINPULSE_INGEST_UPBIT_WS_URL": f"ws://127.0.0.1:{sim_port}/websocket/v1", "COINPULSE_INGEST_UPBIT_REST_URL": sim,
+            "COINPULSE_INGEST_MARKETS": ",".join(markets)})
         say(f"started sim-upbit ({len(markets)} markets, --restamp), peer, ingest-upbit, sink, candle-agent")
 
         def pg_ok(sql: str) -> bool:

@@ -104,14 +104,14 @@ def sim_stats(port: int) -> dict:
 def start_system(system: str, port: int, topics: dict[str, str], log: Path, py: Path) -> subprocess.Popen:
     s = get_settings()
     if system == "coinpulse":
-        env = dict(os.environ, COINPULSE_UPBIT_WS_URL=f"ws://127.0.0.1:{port}/websocket/v1",
-                   COINPULSE_UPBIT_REST_URL=f"http://127.0.0.1:{port}", COINPULSE_MARKETS=",".join(MARKETS),
-                   COINPULSE_INGEST_METRICS_PORT=str(free_port()), COINPULSE_TRADE_TOPIC=topics["trade"],
-                   COINPULSE_TICKER_TOPIC=topics["ticker"], COINPULSE_ORDERBOOK_TOPIC=topics["orderbook"],
-                   COINPULSE_RAW_TOPIC=topics["raw_frame"], COINPULSE_DLQ_TOPIC=topics["dead_letter"],
+        env = dict(os.environ, COINPULSE_INGEST_UPBIT_WS_URL=f"ws://127.0.0.1:{port}/websocket/v1",
+                   COINPULSE_INGEST_UPBIT_REST_URL=f"http://127.0.0.1:{port}", COINPULSE_INGEST_MARKETS=",".join(MARKETS),
+                   COINPULSE_INGEST_METRICS_PORT=str(free_port()), COINPULSE_INGEST_TRADE_TOPIC=topics["trade"],
+                   COINPULSE_INGEST_TICKER_TOPIC=topics["ticker"], COINPULSE_INGEST_ORDERBOOK_TOPIC=topics["orderbook"],
+                   COINPULSE_INGEST_RAW_TOPIC=topics["raw_frame"], COINPULSE_INGEST_DLQ_TOPIC=topics["dead_letter"],
                    COINPULSE_LOG_LEVEL="WARNING",
                    # no initial history backfill: cryptofeed has none, and the replay's history is all on the socket
-                   COINPULSE_BACKFILL_INITIAL_S="0")
+                   COINPULSE_INGEST_BACKFILL_INITIAL_S="0")
         cmd = [sys.executable, "-m", "coinpulse_ingest_upbit"]
     else:
         env = dict(os.environ)

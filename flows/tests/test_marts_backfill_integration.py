@@ -190,7 +190,7 @@ def test_backfill_from_kafka_repairs_a_range_and_converges(flow_env, unique):
     assert rollups == sorted(_expected_rollups(minutes, T0, T0 + timedelta(minutes=2)) + [
         ("1h", "KRW-BTC", _floor(T0, timedelta(hours=1)) - timedelta(days=1), 7, 8, 6, 7, 1, 1)])
     # the CLI, as `coinpulse backfill` runs it, converges to the same rows
-    env = {**os.environ, "COINPULSE_TRADES_TABLE": s.trades_table, "COINPULSE_CANDLES_TABLE": s.candles_table,
+    env = {**os.environ, "COINPULSE_FLOWS_TRADES_TABLE": s.trades_table, "COINPULSE_FLOWS_CANDLES_TABLE": s.candles_table,
            "COINPULSE_BACKFILL_TOPIC": topic}
     p = subprocess.run([sys.executable, "-m", "coinpulse_flows", "backfill", "--from", T0.isoformat(),
                         "--to", (T0 + timedelta(minutes=2)).isoformat()], env=env, capture_output=True, text=True,
@@ -230,7 +230,7 @@ def test_backfill_chosen_by_ingestion_time_and_its_dry_run(flow_env, unique):
                  "url": None}
         prod.produce(topic, key=b"KRW-BTC", value=codec.encode(value), timestamp=recv_ms)
     assert prod.flush(10) == 0
-    env = {**os.environ, "COINPULSE_TRADES_TABLE": s.trades_table, "COINPULSE_CANDLES_TABLE": s.candles_table,
+    env = {**os.environ, "COINPULSE_FLOWS_TRADES_TABLE": s.trades_table, "COINPULSE_FLOWS_CANDLES_TABLE": s.candles_table,
            "COINPULSE_BACKFILL_TOPIC": topic}
     window = ["--loaded-from", (t0 + timedelta(minutes=5)).isoformat(),
               "--loaded-to", (t0 + timedelta(minutes=6)).isoformat()]

@@ -118,7 +118,7 @@ def test_dependencies_wait_for_health_and_init_is_one_shot():
 
 def test_coinpulse_environment_names_are_real_settings():
     fields = {f"COINPULSE_{k.upper()}" for k in Settings.model_fields}
-    service_only = {"COINPULSE_UPBIT_WS_URL", "COINPULSE_UPBIT_REST_URL", "COINPULSE_MARKETS",
+    service_only = {"COINPULSE_INGEST_UPBIT_WS_URL", "COINPULSE_INGEST_UPBIT_REST_URL", "COINPULSE_INGEST_MARKETS",
                     "COINPULSE_DC_BASE_URL", "COINPULSE_DC_HASH_KEY"}
     anchors = COMPOSE["x-coinpulse-env"]
     for name, svc in SERVICES.items():

@@ -163,12 +163,12 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
             "COINPULSE_CANDLE_GRACE_MS": "2000", "COINPULSE_CANDLE_MENTION_GRACE_MS": "2000",
             "COINPULSE_CANDLE_MENTION_LATENESS_MS": str(24 * 3_600_000), "COINPULSE_CANDLE_IDLE_AFTER_MS": "1500"})
         procs.start("ingest-upbit", ["-m", "coinpulse_ingest_upbit"], {
-            "COINPULSE_UPBIT_WS_URL": f"ws://127.0.0.1:{env['COINPULSE_SIM_UPBIT_PORT']}/websocket/v1",
-            "COINPULSE_UPBIT_REST_URL": up_url, "COINPULSE_MARKETS": MARKETS, "COINPULSE_RECONNECT_BASE_S": "0.3"})
+            "COINPULSE_INGEST_UPBIT_WS_URL": f"ws://127.0.0.1:{env['COINPULSE_SIM_UPBIT_PORT']}/websocket/v1",
+            "COINPULSE_INGEST_UPBIT_REST_URL": up_url, "COINPULSE_INGEST_MARKETS": MARKETS, "COINPULSE_INGEST_RECONNECT_BASE_S": "0.3"})
         procs.start("crawl-dc", ["-m", "coinpulse_crawl_dc"], {
             "COINPULSE_DC_BASE_URL": dc_url, "COINPULSE_DC_GALLERIES": f"{GALLERY}:normal",
-            "COINPULSE_DC_INTERVAL": "10", "COINPULSE_DC_DOWNLOAD_DELAY": "0", "COINPULSE_DC_BACKOFF_BASE": "0.1",
-            "COINPULSE_DC_LIST_NUM": "100", "COINPULSE_DC_BACKFILL_PAGES": "2"})
+            "COINPULSE_DC_INTERVAL_S": "10", "COINPULSE_DC_DOWNLOAD_DELAY_S": "0", "COINPULSE_DC_BACKOFF_BASE_S": "0.1",
+            "COINPULSE_DC_LIST_PAGE_ROWS": "100", "COINPULSE_DC_BACKFILL_PAGES": "2"})
 
         def trades() -> int:
             return (get(up_url + "/sim/stats") or {}).get("trades", 0)

@@ -25,7 +25,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--only", multiple=True, help="start only these parts (and their dependencies)")
-@click.option("--timeout", type=float, default=None, help="seconds to wait for health (COINPULSE_START_TIMEOUT)")
+@click.option("--timeout", type=float, default=None, help="seconds to wait for health (COINPULSE_START_TIMEOUT_S)")
 def up(only: tuple[str, ...], timeout: float | None) -> None:
     """Fetch (first time), start and bootstrap every part of the stack; waits until all are healthy."""
     from coinpulse_platform import bootstrap

@@ -66,16 +66,16 @@ def plan(s: Settings) -> list[tuple[str, str, list[str], dict[str, str]]]:
           "--port", str(s.sim_dcinside_port)], {}),
         ("sink", "coinpulse_sink", ["run"], {}),
         ("ingest-upbit", "coinpulse_ingest_upbit", [],
-         {"COINPULSE_UPBIT_WS_URL": f"ws://{sim_upbit}/websocket/v1",
-          "COINPULSE_UPBIT_REST_URL": f"http://{sim_upbit}", "COINPULSE_MARKETS": DEMO_MARKETS,
+         {"COINPULSE_INGEST_UPBIT_WS_URL": f"ws://{sim_upbit}/websocket/v1",
+          "COINPULSE_INGEST_UPBIT_REST_URL": f"http://{sim_upbit}", "COINPULSE_INGEST_MARKETS": DEMO_MARKETS,
           "COINPULSE_INGEST_HISTORY_HOURS": str(INGEST_HISTORY_HOURS)}),
         # a demo wants the community's history within a minute from the local simulator: no delay between requests
         # and AutoThrottle capped at 0 (it would otherwise wait as long as each answer took); production keeps the
         # polite defaults (>= 1 s, one request in flight, every 5 minutes)
         ("crawl-dc", "coinpulse_crawl_dc", [],
-         {"COINPULSE_DC_BASE_URL": f"http://{s.host}:{s.sim_dcinside_port}", "COINPULSE_DC_INTERVAL": "60",
-          "COINPULSE_DC_GALLERIES": "bitcoins_new1:normal", "COINPULSE_DC_DOWNLOAD_DELAY": "0",
-          "COINPULSE_DC_AUTOTHROTTLE_MAX_DELAY": "0", "COINPULSE_DC_BACKFILL_PAGES": str(DC_BACKFILL_PAGES)}),
+         {"COINPULSE_DC_BASE_URL": f"http://{s.host}:{s.sim_dcinside_port}", "COINPULSE_DC_INTERVAL_S": "60",
+          "COINPULSE_DC_GALLERIES": "bitcoins_new1:normal", "COINPULSE_DC_DOWNLOAD_DELAY_S": "0",
+          "COINPULSE_DC_AUTOTHROTTLE_MAX_DELAY_S": "0", "COINPULSE_DC_BACKFILL_PAGES": str(DC_BACKFILL_PAGES)}),
         ("candle-agent", "coinpulse_candle_agent", [],
          {"COINPULSE_CANDLE_MENTION_LATENESS_MS": str(MENTION_LATENESS_MS)}),
         # the demo's marts run is created through the API right after the data arrives: poll for it every 2 s

@@ -110,7 +110,7 @@ def test_kill_9_and_restart_gives_identical_final_candles(stack, topic_set, agen
     # an eager idle timer: after a restart the fetcher runs ahead of the agent, and the timer must not take
     # fetched-but-unprocessed input for idleness (it would close buckets early and turn their trades into revisions)
     a = agents(grace_ms=timing.grace_ms, lateness_ms=timing.lateness_ms, idle_after_ms=50, timer_interval_s=0.05,
-               mentions="false", batch_size=500, session_timeout_s=6)
+               mentions="false", batch_events=500, session_timeout_s=6)
     reader = TopicReader(stack, topic_set.topic("1m"), topics.CANDLE_1M, 3)
     for needed in (3, 25):  # kill -9 twice, mid-stream
         proc = a.start()
@@ -222,7 +222,7 @@ def test_two_workers_sharing_partitions_give_the_candles_of_one(stack, topic_set
     order = synthetic.arrival_order(trades, seed=32, dup_rate=0.02, delays=(1_000, 30_000), delay_rate=0.03)
     want, _ = expected_1m(order, timing)
     a = agents(grace_ms=timing.grace_ms, lateness_ms=timing.lateness_ms, idle_after_ms=1_000, mentions="false",
-               batch_size=500, session_timeout_s=6)
+               batch_events=500, session_timeout_s=6)
     first = a.start()
     reader = TopicReader(stack, topic_set.topic("1m"), topics.CANDLE_1M, 3)
     half = len(order) // 2
@@ -256,18 +256,19 @@ def test_two_workers_sharing_partitions_give_the_candles_of_one(stack, topic_set
 
 
 def test_wire_encoder_writes_what_topic_codec_reads(stack, topic_set):
-    from coinpulse_candle_agent.wire import AvroValueEncoder, RegistryError
+    from coinpulse_candle_agent.wire import AvroValueEncoder
+    from coinpulse_common.wire import RegistryError
 
     topic = topic_set.topic("1m")
     rec = {"market": "KRW-BTC", "interval": "1m", "bucket_start": BASE, "open": 1.0, "high": 2.0, "low": 0.5,
            "close": 1.5, "volume": 3.0, "quote_volume": 4.5, "vwap": 1.5, "trade_count": 3, "buy_volume": 1.0,
            "sell_volume": 2.0, "first_trade_at": BASE + 1, "last_trade_at": BASE + 59_000, "revision": 2,
            "emitted_at": BASE + 70_000}
-    data = AvroValueEncoder(topic, stack).encode(rec)
+    data = AvroValueEncoder(topic, stack, stem="candle").encode(rec)  # `stack` is no CandleSettings: the stem
     assert data == TopicCodec(topic, stack, schema_topic=topics.CANDLE_1M).encode(rec)
     assert normalise(TopicCodec(topic, stack, schema_topic=topics.CANDLE_1M).decode(data)) == rec
     with pytest.raises(RegistryError, match="not found"):
-        AvroValueEncoder(f"{topic}.unregistered", stack).encode(rec)
+        AvroValueEncoder(f"{topic}.unregistered", stack, 1.0, "candle").encode(rec)
 
 
 def test_offsets_are_committed_up_to_the_end_of_the_input(stack, topic_set, agents):
@@ -277,7 +278,7 @@ def test_offsets_are_committed_up_to_the_end_of_the_input(stack, topic_set, agen
 
     trades = synthetic.trades(MARKETS, BASE, 5 * 60_000, 2_000, seed=41)
     produce_trades(stack, topic_set.topic("trade"), trades)
-    a = agents(mentions="false", batch_size=300)
+    a = agents(mentions="false", batch_events=300)
     proc = a.start()
     tps = [TopicPartition(topic_set.topic("trade"), p) for p in range(3)]
     probe = consumer(f"probe-{a.app_id}", stack)

@@ -44,12 +44,12 @@ def test_recording_through_ingest_and_agent_equals_reference(stack, topic_set, a
     sim = spawn_python(["-m", "coinpulse_sim_upbit", "--recording", str(rec), "--keep-times", "--rate", "400",
                         "--wait-clients", "--port", str(sim_port), "--seed", "9", "--duplicate-rate", "0.03",
                         "--reorder-window", "4", "--disconnect-every", "4"], tmp_path / "sim.log")
-    env = dict(os.environ, COINPULSE_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
-               COINPULSE_UPBIT_REST_URL=sim_url, COINPULSE_MARKETS=MARKETS,
-               COINPULSE_INGEST_METRICS_PORT=str(metrics_port), COINPULSE_RECONNECT_BASE_S="0.3",
-               COINPULSE_TRADE_TOPIC=topic_set.topic("trade"), COINPULSE_TICKER_TOPIC=extra["ticker"],
-               COINPULSE_ORDERBOOK_TOPIC=extra["orderbook"], COINPULSE_RAW_TOPIC=extra["raw_frame"],
-               COINPULSE_DLQ_TOPIC=extra["dead_letter"])
+    env = dict(os.environ, COINPULSE_INGEST_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
+               COINPULSE_INGEST_UPBIT_REST_URL=sim_url, COINPULSE_INGEST_MARKETS=MARKETS,
+               COINPULSE_INGEST_METRICS_PORT=str(metrics_port), COINPULSE_INGEST_RECONNECT_BASE_S="0.3",
+               COINPULSE_INGEST_TRADE_TOPIC=topic_set.topic("trade"), COINPULSE_INGEST_TICKER_TOPIC=extra["ticker"],
+               COINPULSE_INGEST_ORDERBOOK_TOPIC=extra["orderbook"], COINPULSE_INGEST_RAW_TOPIC=extra["raw_frame"],
+               COINPULSE_INGEST_DLQ_TOPIC=extra["dead_letter"])
     ingest = None
     try:
         wait_for(lambda: get_json(sim_url + "/sim/stats") is not None, 20, "the simulator to start", 0.5)

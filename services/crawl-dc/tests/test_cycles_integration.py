@@ -87,9 +87,9 @@ def crawler_env(stack, topics: str, sim: str, tmp: Path, unique: str) -> dict[st
     env = dict(os.environ)
     env.update({
         "COINPULSE_DC_BASE_URL": sim, "COINPULSE_DC_GALLERIES": "bitcoins_new1:normal",
-        "COINPULSE_DC_DOWNLOAD_DELAY": "0", "COINPULSE_DC_BACKOFF_BASE": "0.05", "COINPULSE_DC_TOPIC_PREFIX": topics,
+        "COINPULSE_DC_DOWNLOAD_DELAY_S": "0", "COINPULSE_DC_BACKOFF_BASE_S": "0.05", "COINPULSE_DC_TOPIC_PREFIX": topics,
         "COINPULSE_DC_TRANSACTIONAL_ID": f"test-{unique}", "COINPULSE_DC_STATE_PATH": str(tmp / "state.db"),
-        "COINPULSE_CRAWL_METRICS_PORT": "0", "COINPULSE_DC_BACKFILL_PAGES": "10", "COINPULSE_DC_LIST_NUM": "30",
+        "COINPULSE_CRAWL_METRICS_PORT": "0", "COINPULSE_DC_BACKFILL_PAGES": "10", "COINPULSE_DC_LIST_PAGE_ROWS": "30",
         "COINPULSE_DC_RECENT_PAGES": "2", "COINPULSE_DC_HASH_KEY": HASH_KEY, "COINPULSE_LOG_FORMAT": "json",
         "COINPULSE_KAFKA_BOOTSTRAP": stack.bootstrap,
     })

@@ -43,8 +43,8 @@ def test_broker_outage_longer_than_300s_loses_no_trade(env, tmp_path):
     sim_url = f"http://127.0.0.1:{sim_port}"
     sim = spawn_python(["-m", "coinpulse_sim_upbit", "--port", sim_port, "--seed", "11", "--markets", MARKETS,
                         "--speed", "1"], tmp_path / "sim.log", env)
-    ingest_env = dict(env, COINPULSE_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
-                      COINPULSE_UPBIT_REST_URL=sim_url, COINPULSE_MARKETS=MARKETS)
+    ingest_env = dict(env, COINPULSE_INGEST_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
+                      COINPULSE_INGEST_UPBIT_REST_URL=sim_url, COINPULSE_INGEST_MARKETS=MARKETS)
     ingest = None
     try:
         wait_for(lambda: get_json(sim_url + "/sim/stats"), 60, "the simulator", 1.0)

@@ -50,12 +50,12 @@ def test_unique_trades_equal_simulator_history_across_faults_and_restart(stack, 
                         str(MIN_DISCONNECTS), "--duplicate-rate", "0.05",
                         "--reorder-window", "6", "--malformed-rate", "0.05", "--rest-429-rate", "0.3"],
                        tmp_path / "sim.log")
-    env = dict(os.environ, COINPULSE_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
-               COINPULSE_UPBIT_REST_URL=sim_url, COINPULSE_MARKETS=markets,
-               COINPULSE_INGEST_METRICS_PORT=str(metrics_port), COINPULSE_RECONNECT_BASE_S="0.3",
-               COINPULSE_TRADE_TOPIC=topics["trade"], COINPULSE_TICKER_TOPIC=topics["ticker"],
-               COINPULSE_ORDERBOOK_TOPIC=topics["orderbook"], COINPULSE_RAW_TOPIC=topics["raw_frame"],
-               COINPULSE_DLQ_TOPIC=topics["dead_letter"], COINPULSE_LOG_FORMAT="json", COINPULSE_WS_FORMAT=ws_format)
+    env = dict(os.environ, COINPULSE_INGEST_UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
+               COINPULSE_INGEST_UPBIT_REST_URL=sim_url, COINPULSE_INGEST_MARKETS=markets,
+               COINPULSE_INGEST_METRICS_PORT=str(metrics_port), COINPULSE_INGEST_RECONNECT_BASE_S="0.3",
+               COINPULSE_INGEST_TRADE_TOPIC=topics["trade"], COINPULSE_INGEST_TICKER_TOPIC=topics["ticker"],
+               COINPULSE_INGEST_ORDERBOOK_TOPIC=topics["orderbook"], COINPULSE_INGEST_RAW_TOPIC=topics["raw_frame"],
+               COINPULSE_INGEST_DLQ_TOPIC=topics["dead_letter"], COINPULSE_LOG_FORMAT="json", COINPULSE_INGEST_WS_FORMAT=ws_format)
     ingest = None
     try:
         wait_for(lambda: get_json(sim_url + "/sim/stats") is not None, 60, "the simulator to start", 0.5)

@@ -135,8 +135,8 @@ def test_select_top_n_by_24h_value_krw_only():
 
 
 def test_settings_from_env(monkeypatch):
-    monkeypatch.setenv("COINPULSE_MARKETS", "krw-btc,krw-eth")
-    monkeypatch.setenv("COINPULSE_UPBIT_WS_URL", "ws://127.0.0.1:1/websocket/v1")
+    monkeypatch.setenv("COINPULSE_INGEST_MARKETS", "krw-btc,krw-eth")
+    monkeypatch.setenv("COINPULSE_INGEST_UPBIT_WS_URL", "ws://127.0.0.1:1/websocket/v1")
     s = IngestSettings()
     assert s.market_list() == ["KRW-BTC", "KRW-ETH"] and s.upbit_ws_url.startswith("ws://127.0.0.1")
     assert s.ingest_metrics_port == 28101

@@ -95,11 +95,11 @@ def test_backfill_from_the_bronze_sinks_objects_and_from_kafka_restores_what_the
             "COINPULSE_CANDLE_POST_TOPIC": t("dc.post"), "COINPULSE_CANDLE_COMMENT_TOPIC": t("dc.comment"),
             "COINPULSE_CANDLE_GRACE_MS": "2000", "COINPULSE_CANDLE_IDLE_AFTER_MS": "1500"}))
         procs.append(spawn_python(["-m", "coinpulse_ingest_upbit"], tmp_path / "ingest.log", {
-            **env, "COINPULSE_UPBIT_WS_URL": f"ws://127.0.0.1:{sim_port}/websocket/v1",
-            "COINPULSE_UPBIT_REST_URL": sim_url, "COINPULSE_MARKETS": MARKETS,
-            "COINPULSE_INGEST_METRICS_PORT": str(ingest_port), "COINPULSE_TRADE_TOPIC": t("upbit.trade"),
-            "COINPULSE_TICKER_TOPIC": t("upbit.ticker"), "COINPULSE_ORDERBOOK_TOPIC": t("upbit.orderbook"),
-            "COINPULSE_RAW_TOPIC": t("upbit.raw"), "COINPULSE_DLQ_TOPIC": t("dlq.ingest-upbit")}))
+            **env, "COINPULSE_INGEST_UPBIT_WS_URL": f"ws://127.0.0.1:{sim_port}/websocket/v1",
+            "COINPULSE_INGEST_UPBIT_REST_URL": sim_url, "COINPULSE_INGEST_MARKETS": MARKETS,
+            "COINPULSE_INGEST_METRICS_PORT": str(ingest_port), "COINPULSE_INGEST_TRADE_TOPIC": t("upbit.trade"),
+            "COINPULSE_INGEST_TICKER_TOPIC": t("upbit.ticker"), "COINPULSE_INGEST_ORDERBOOK_TOPIC": t("upbit.orderbook"),
+            "COINPULSE_INGEST_RAW_TOPIC": t("upbit.raw"), "COINPULSE_INGEST_DLQ_TOPIC": t("dlq.ingest-upbit")}))
 
         def logs() -> str:
             return " | ".join(f"{n}: {(tmp_path / f'{n}.log').read_text(errors='replace')[-1500:]}"
@@ -159,7 +159,7 @@ def test_backfill_from_the_bronze_sinks_objects_and_from_kafka_restores_what_the
         with pytest.raises(backfill.IncompleteSource) as e:
             rebuild(fs, lo, hi, "s3")
         assert hour in e.value.missing and hour in str(e.value)
-        cli_env = {**os.environ, "COINPULSE_TRADES_TABLE": fs.trades_table, "COINPULSE_CANDLES_TABLE": fs.candles_table,
+        cli_env = {**os.environ, "COINPULSE_FLOWS_TRADES_TABLE": fs.trades_table, "COINPULSE_FLOWS_CANDLES_TABLE": fs.candles_table,
                    "COINPULSE_BACKFILL_TOPIC": fs.backfill_topic, "COINPULSE_BACKFILL_S3_PREFIX": fs.backfill_s3_prefix}
         p = subprocess.run([sys.executable, "-m", "coinpulse_flows", "backfill", "--source", "s3", "--from",
                             lo.isoformat(), "--to", hi.isoformat()], env=cli_env, capture_output=True, text=True,

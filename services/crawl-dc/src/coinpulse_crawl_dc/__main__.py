@@ -1,4 +1,4 @@
-"""`python -m coinpulse_crawl_dc [--once | --cycles N]` — crawl the configured galleries every COINPULSE_DC_INTERVAL s."""
+"""`python -m coinpulse_crawl_dc [--once | --cycles N]` — crawl the configured galleries every COINPULSE_DC_INTERVAL_S s."""
 
 from __future__ import annotations
 

@@ -89,7 +89,7 @@ S3_OBJECTS = Table("bronze", "s3_objects", (
 ), ("key",), None, (("topic", "partition", "start_offset"),))
 
 CONNECTOR_TABLES = (TRADES, TICKERS, POSTS, COMMENTS, CANDLES, MENTIONS)
-# the KPI marts are the gold refresh flow's own tables (flows/, schema COINPULSE_MARTS_SCHEMA), not the sink's
+# the KPI marts are the gold refresh flow's own tables (flows/, schema COINPULSE_MART_SCHEMA), not the sink's
 TABLES = (*CONNECTOR_TABLES, S3_OBJECTS)
 
 
