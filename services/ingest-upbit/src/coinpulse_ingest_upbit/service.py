@@ -75,7 +75,12 @@ class UpbitIngest:
 
     @property
     def markets(self) -> list[str]:
+        """The markets subscribed (the feed's; `feed.resubscribe` changes them on a live connection)."""
         return self.feed.markets
+
+    @markets.setter
+    def markets(self, markets: list[str]) -> None:
+        self.feed.markets = markets
 
     @property
     def http(self) -> aiohttp.ClientSession | None:
@@ -137,7 +142,7 @@ class UpbitIngest:
         try:
             async with aiohttp.ClientSession() as http:
                 self.http = http
-                self.feed.markets = await self.resolve_markets()
+                self.markets = await self.resolve_markets()
                 if not s.market_list():
                     tasks.append(asyncio.create_task(self._refresh_markets()))
                 log.info("markets", markets=self.markets)
