@@ -202,7 +202,8 @@ def test_mentions_per_market_minute_from_posts_and_comments(stack, topic_set, ag
 
 
 def test_fast_wire_decoder_reads_what_topic_codec_writes(stack, topic_set):
-    from coinpulse_candle_agent.wire import AvroValueDecoder, WireFormatError
+    from coinpulse_candle_agent.wire import AvroValueDecoder
+    from coinpulse_common.wire import WireFormatError
 
     codec = TopicCodec(topic_set.topic("trade"), stack, schema_topic=topics.UPBIT_TRADE)
     t = Trade("KRW-BTC", 17_000_000_000_000_123, BASE + 1_234, 101.5, 0.25, False)
@@ -264,7 +265,7 @@ def test_wire_encoder_writes_what_topic_codec_reads(stack, topic_set):
            "close": 1.5, "volume": 3.0, "quote_volume": 4.5, "vwap": 1.5, "trade_count": 3, "buy_volume": 1.0,
            "sell_volume": 2.0, "first_trade_at": BASE + 1, "last_trade_at": BASE + 59_000, "revision": 2,
            "emitted_at": BASE + 70_000}
-    data = AvroValueEncoder(topic, stack, stem="candle").encode(rec)  # `stack` is no CandleSettings: the stem
+    data = AvroValueEncoder(topic, stack, stem="candle").encode(rec)  # plain Settings: the stem named
     assert data == TopicCodec(topic, stack, schema_topic=topics.CANDLE_1M).encode(rec)
     assert normalise(TopicCodec(topic, stack, schema_topic=topics.CANDLE_1M).decode(data)) == rec
     with pytest.raises(RegistryError, match="not found"):
