@@ -30,7 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import fastavro
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     Registry = str | Settings | SchemaRegistryClient  # a URL, anything with `.registry` (a URL), or a client
 
 log = get_logger("coinpulse.common.wire")
+T = TypeVar("T")
 
 TIMEOUT_S = 10.0  # per HTTP request
 MAX_WAIT_S = 5.0  # longest pause between attempts while the registry is unreachable or the schema missing
@@ -125,12 +126,19 @@ class _Client:
     def exact(self, subject: str, text: str) -> int:
         from confluent_kafka.schema_registry import Schema  # a caller with a client has imported it already
 
-        return int(self.client.lookup_schema(subject, Schema(text, "AVRO")).schema_id)
+        return int(_known(self.client.lookup_schema(subject, Schema(text, "AVRO")).schema_id))
 
     def versions(self, subject: str) -> Iterator[tuple[str, int]]:
         for v in reversed(self.client.get_versions(subject)):
             reg = self.client.get_version(subject, v)
-            yield reg.schema.schema_str, int(reg.schema_id)
+            yield _known(reg.schema.schema_str), int(_known(reg.schema_id))
+
+
+def _known(value: T | None) -> T:
+    """A field the registry always answers (the client's types allow None)."""
+    if value is None:
+        raise RegistryError("the registry answered without a schema id or text")
+    return value
 
 
 def registered_id(registry: Registry, subject: str, text: str) -> int:
@@ -138,7 +146,9 @@ def registered_id(registry: Registry, subject: str, text: str) -> int:
 
     The registry's exact look-up decides; when it fails (registries differ in that endpoint's support and in how
     they compare texts) the subject's versions are compared as parsed JSON. Never another schema's id."""
-    source = _Client(registry) if hasattr(registry, "lookup_schema") else _Http(registry_url(registry))
+    # a client answers `lookup_schema` (its class is not imported here: the agent never loads confluent's registry)
+    source: _Client | _Http = (_Client(cast("SchemaRegistryClient", registry)) if hasattr(registry, "lookup_schema")
+                               else _Http(registry_url(registry)))
     try:
         return source.exact(subject, text)
     except Exception as exc:  # noqa: BLE001 - the versions decide; this error is the answer if they do not
@@ -178,7 +188,8 @@ class FastEncoder:
         self.stem = stem or topic_stem(topic)
         self._registry = registry
         self._text = (schemas_dir() / f"{self.stem}.avsc").read_text()
-        self.parsed = fastavro.parse_schema(json.loads(self._text))
+        self._declared: dict[str, Any] = json.loads(self._text)
+        self.parsed = fastavro.parse_schema(self._declared)
         self.schema_id = -1
         self._header = b""
         if not lazy:
@@ -194,7 +205,7 @@ class FastEncoder:
             except Exception as exc:  # noqa: BLE001 - down, missing, another schema: all wait, then refuse
                 if time.monotonic() + delay > deadline:
                     raise SchemaNotRegistered(
-                        f"schema {self.stem!r} ({self.parsed.get('name')}) is not registered under subject "
+                        f"schema {self.stem!r} ({self._declared.get('name')}) is not registered under subject "
                         f"{self.subject!r} ({exc}); refusing to write records under another schema's id: {FIX}",
                         getattr(exc, "status", None)) from None
                 log.warning("schema_not_registered", subject=self.subject, retry_in_s=delay, error=str(exc)[:200])
@@ -225,6 +236,8 @@ def _read(data: bytes, schema: Any) -> dict[str, Any]:
     value = fastavro.schemaless_reader(buf, schema, None)
     if buf.tell() != len(data):
         raise WireFormatError(f"{len(data) - buf.tell()} trailing bytes after the Avro value")
+    if not isinstance(value, dict):
+        raise WireFormatError(f"the value is a {type(value).__name__}, not a record")
     return value
 
 
