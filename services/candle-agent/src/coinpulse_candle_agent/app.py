@@ -4,7 +4,8 @@ Agents (verb_noun):
 - `build_candles`: upbit.trade → candle.1m / candle.5m / candle.1h, late trades → candle.late;
 - `match_mentions`: dc.post + dc.comment → internal market-keyed hits topic (plus event-time ticks);
 - `count_mentions`: hits → mention.1m.
-Values are Avro (Confluent wire format) through wire.py (fastavro, the registry's latest schema per topic); Faust
+Values are Avro (Confluent wire format) through coinpulse_common.wire (fastavro; each output is
+written with exactly its declared schema's registered id, never another's); Faust
 only moves bytes. Trades are consumed in chunks of records (bulk.py), one Faust event per partition and fetch.
 A record that cannot be decoded or validated goes to dlq.candle-agent with the reason.
 A timer advances event time for partitions that are idle and fully read, so the last candles close.
@@ -104,7 +105,7 @@ class CandleAgent:
             web_enabled=True,
             datadir=str(datadir),
         )
-        # codecs: the latest schema registered under the subject of the topic actually used
+        # codecs: each output's declared schema (schemas/), under the id registered for the topic actually used
         self.trade_codec = AvroValueDecoder(s)
         self.candle_codecs = {iv: AvroValueEncoder(t, s) for iv, t in s.candle_topics().items()}
         self.late_codec = AvroValueEncoder(s.candle_late_topic, s)
