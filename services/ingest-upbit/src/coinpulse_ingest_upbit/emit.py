@@ -13,9 +13,9 @@ and never seen: its event time would be a lie. Shared by the socket feed (feed.p
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from coinpulse_common.deadletter import dead_letter_record
 from coinpulse_common.logging import get_logger
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -61,8 +61,7 @@ class Emitter:
 
     def dead_letter(self, reason: str, payload: bytes, source: str, key: str | None = None,
                     context: dict[str, str] | None = None) -> None:
-        rec = {"service": SERVICE, "reason": reason[:2000], "failed_at": int(time.time() * 1000),
-               "source": source, "key": key, "payload": payload, "context": context or {}}
+        rec = dead_letter_record(SERVICE, reason, payload, source=source, key=key, context=context)
         self.stats.dlq += 1
         self.sink.send(self.s.dlq_topic, (key or "").encode(), self.enc_dlq.encode(rec), rec["failed_at"])
         if self.stats.dlq <= 20 or self.stats.dlq % 1000 == 0:

@@ -1,16 +1,19 @@
-"""The ingest's HTTP server: `/metrics` (Prometheus text from the custom collector over Stats) and `/health`.
+"""The ingest's `/metrics` and `/health`, served by the one server of libs/common (`coinpulse_common.serve`).
 
-`/health` is the stats snapshot as JSON: 200 while the WebSocket is connected and during the first minute after
-start (still connecting), 503 otherwise. It reads the plain counters only, so it answers without Kafka or Upbit.
-Interface: `await start(host, port)`, `await stop()`.
+- `/metrics`: Prometheus text from the custom collector over Stats (its own registry);
+- `/health`: the stats snapshot as JSON: 200 while the WebSocket is connected and during the first minute after
+  start (still connecting), 503 otherwise. It reads the plain counters only, so it answers without Kafka or Upbit.
+Interface: `await start(host, port)`, `await stop()` (the server runs on its own thread, off the event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
-from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from coinpulse_common.serve import MetricsServer
+from prometheus_client import CollectorRegistry
 
 from coinpulse_ingest_upbit.stats import Stats, StatsCollector
 
@@ -22,27 +25,20 @@ class HealthServer:
         self.stats = stats
         self._registry = CollectorRegistry()
         self._registry.register(StatsCollector(stats))
-        self._runner: web.AppRunner | None = None
+        self._server: MetricsServer | None = None
 
-    async def _metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self._registry), content_type="text/plain")
-
-    async def _health(self, _: web.Request) -> web.Response:
+    def health(self) -> tuple[bool, dict[str, Any]]:
         st = self.stats
-        ok = st.connected or time.time() - st.started_at < STARTING_S
-        return web.json_response(st.snapshot(), status=200 if ok else 503)
+        return st.connected or time.time() - st.started_at < STARTING_S, st.snapshot()
 
     async def start(self, host: str, port: int) -> None:
-        app = web.Application()
-        app.add_routes([web.get("/metrics", self._metrics), web.get("/health", self._health)])
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        self._runner = runner
+        server = MetricsServer("ingest-upbit", self.health, host=host, port=port, registry=self._registry)
+        server.start()
+        self._server = server
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self._server is not None:
+            server, self._server = self._server, None
+            await asyncio.to_thread(server.stop)
 
     cleanup = stop  # the name of aiohttp's AppRunner.cleanup, for callers that held the runner
