@@ -68,9 +68,7 @@ class KafkaSink:
 
     def dead_letter(self, reason: str, payload: bytes | str, *, source: str | None, key: str | None,
                     context: dict[str, str] | None = None) -> None:
-        if isinstance(payload, str):
-            payload = payload.encode("utf-8", "surrogateescape")
-        self.dead.send(reason, payload[:1_000_000], source=source, key=key, context=context)
+        self.dead.send(reason, payload, source=source, key=key, context=context)  # the record rule: deadletter.py
         self.producer.poll(0)
 
     def commit(self, timeout_s: float = 120.0) -> None:
