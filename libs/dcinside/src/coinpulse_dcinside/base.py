@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import lxml.html
 from lxml.html import HtmlElement
@@ -48,7 +49,7 @@ def type_name(v: object) -> str:
     return "null" if v is None else type(v).__name__
 
 
-def opt_str(doc: dict, key: str) -> str | None:
+def opt_str(doc: dict[str, Any], key: str) -> str | None:
     """A string field that may be absent or null."""
     v = doc.get(key)
     if v is None or isinstance(v, str):
@@ -56,7 +57,7 @@ def opt_str(doc: dict, key: str) -> str | None:
     raise BadField(f"{key} is {type_name(v)}, not a string")
 
 
-def scalar(doc: dict, key: str) -> str | int | float | bool | None:
+def scalar(doc: dict[str, Any], key: str) -> str | int | float | bool | None:
     """A flag the site sends as a string, a number or a boolean; never a list or an object."""
     v = doc.get(key)
     if v is None or isinstance(v, str | int | float):  # bool is an int

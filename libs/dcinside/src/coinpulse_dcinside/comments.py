@@ -39,6 +39,10 @@ class MissingField(ValueError):
     """A field the comment cannot do without is absent (or its date is unreadable): alarm kind `missing_field`."""
 
 
+# alarm kind of a comment that fails, by the exception's exact type; any other exception is `parser_error`
+_ALARM_KINDS: dict[type[Exception], str] = {BadField: "bad_field", MissingField: "missing_field"}
+
+
 @dataclass(frozen=True)
 class ParsedComment:
     comment_no: int
@@ -161,7 +165,7 @@ def _parse_comments(body: str | bytes, post_no: int, post_created_ms: int, url: 
                 raise BadField(f"comment is {type_name(c)}, not an object")
             parsed = _comment(c, post_no, post_created_ms)
         except Exception as e:  # noqa: BLE001 - one bad comment is a dead letter; the others still parse
-            kind = {BadField: "bad_field", MissingField: "missing_field"}.get(type(e), "parser_error")
+            kind = _ALARM_KINDS.get(type(e), "parser_error")
             no = c.get("no") if isinstance(c, dict) else None
             what = f"comment {show(no)}: " if no is not None else ""
             page.alarms.append(Alarm(kind, url, f"post {post_no}: {what}{e}"[:500], _dump(c)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import lxml.etree
+from lxml.html import HtmlElement
 
 from coinpulse_dcinside.base import LONG, Alarm, BadField, has_class, int_field, parse_html, to_int
 from coinpulse_dcinside.timeutil import parse_kst
@@ -48,17 +49,19 @@ class ListPage:
     empty_board: bool = False  # the site says the board has no posts (not an alarm)
 
 
-def _text(el) -> str:
+def _text(el: HtmlElement) -> str:
     return " ".join("".join(el.itertext()).split())
 
 
-def _row(tr, url: str) -> ListRow | Alarm | None:
+def _row(tr: HtmlElement, url: str) -> ListRow | Alarm | None:
     num = tr.xpath(f"./td[{has_class('gall_num')}]")
     num_text = _text(num[0]) if num else ""
     if not num_text.isdigit():
         return None  # notice / survey / AD / news
     data_no = tr.get("data-no") or ""
     post_no = int_field(data_no if data_no.isdigit() else num_text, "post number", (1, LONG[1]))
+    if post_no is None:  # int_field's "empty" answer: a post row without a number is an alarm, not a skip
+        return Alarm("missing_field", url, "post row without a number", lxml.etree.tostring(tr, encoding="unicode"))
 
     def alarm(detail: str, kind: str = "missing_field") -> Alarm:
         frag = lxml.etree.tostring(tr, encoding="unicode")
@@ -90,7 +93,7 @@ def _row(tr, url: str) -> ListRow | Alarm | None:
         return alarm(str(e), "bad_field")
 
 
-def _rest(tr, url: str, post_no: int, title: str, w, nick: str, created: int) -> ListRow:
+def _rest(tr: HtmlElement, url: str, post_no: int, title: str, w: HtmlElement, nick: str, created: int) -> ListRow:
     head = tr.xpath(f"./td[{has_class('gall_subject')}]")
     head_text = _text(head[0]) if head else ""
     reply = tr.xpath(f"./td[{has_class('gall_tit')}]//span[{has_class('reply_num')}]")

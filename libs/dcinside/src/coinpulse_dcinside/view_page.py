@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lxml.html import HtmlElement
+
 from coinpulse_dcinside.base import (
     Alarm,
     BadField,
@@ -52,7 +54,7 @@ class ViewPage:
     token: str | None = None
 
 
-def _text(el) -> str:
+def _text(el: HtmlElement) -> str:
     return " ".join("".join(el.itertext()).split())
 
 
@@ -79,7 +81,7 @@ def _parse_view(body: str | bytes, url: str) -> ViewPage | DeletedView:
                 return DeletedView(url, marker)
         raise ParseAlarm(Alarm("missing_field", url, "no header .title_subject and no deleted-post notice"))
 
-    def need(xpath: str, what: str):
+    def need(xpath: str, what: str) -> HtmlElement:
         found = doc.xpath(xpath)
         if not found:
             raise ParseAlarm(Alarm("missing_field", url, f"no {what}"))
