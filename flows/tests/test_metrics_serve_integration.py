@@ -80,14 +80,27 @@ def served(stack, unique, tmp_path):
             httpx.delete(f"{api}/deployments/{dep['id']}", timeout=10)
 
 
+RETRYABLE = {429, 502, 503}  # what a busy Prefect server answers (its SQLite locked): Prefect's own client retries them
+
+
+def prefect_call(method: str, url: str, **kw) -> httpx.Response:
+    """One Prefect API call, retried while the server answers "busy" (for up to 60 s), then raised for status."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = httpx.request(method, url, timeout=10, **kw)
+        if r.status_code not in RETRYABLE or time.monotonic() > deadline:
+            return r.raise_for_status()
+        time.sleep(1)  # back off before asking a busy server again
+
+
 def run_deployment(served: dict, parameters: dict) -> dict:
     """A run of the served deployment through the Prefect server, waited for until it finished."""
     api = served["api"]
-    run = httpx.post(f"{api}/deployments/{served['deployment']}/create_flow_run", json={"parameters": parameters},
-                     timeout=10).raise_for_status().json()
+    run = prefect_call("POST", f"{api}/deployments/{served['deployment']}/create_flow_run",
+                       json={"parameters": parameters}).json()
     deadline = time.monotonic() + 240
     while True:
-        run = httpx.get(f"{api}/flow_runs/{run['id']}", timeout=10).raise_for_status().json()
+        run = prefect_call("GET", f"{api}/flow_runs/{run['id']}").json()
         if (run.get("state") or {}).get("type") in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return run
         assert served["proc"].poll() is None, served["log"].read_text()[-3000:]
