@@ -24,14 +24,14 @@ status:
 demo: up ## the whole pipeline on the bundled simulators
 	$(RUN) python -m coinpulse_platform.demo
 
-test: setup ## unit, integration and end-to-end tests (starts the stack if needed)
-	$(RUN) pytest
+test: setup ## unit, integration and end-to-end tests (starts the stack if needed; the own-stack tests run beside the rest)
+	RUN="$(RUN)" bash infra/scripts/run-tests.sh
 
 test-fast: setup ## everything but the slow end-to-end tests (a developer's run, a few minutes)
 	$(RUN) pytest -m "not slow"
 
 test-loaded: setup ## the whole suite with two busy loops competing for the cores (timing assumptions fail here)
-	bash infra/scripts/under-load.sh 2 -- $(RUN) pytest
+	RUN="$(RUN)" bash infra/scripts/under-load.sh 2 -- bash infra/scripts/run-tests.sh
 
 test-unit: setup
 	$(RUN) pytest -m unit

@@ -17,7 +17,7 @@ from coinpulse_testing.stacks import stack_root
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.own_stack]
 
 OFFSET = 1000
 

@@ -40,7 +40,7 @@ from coinpulse_testing.stacks import isolated_stack_fixture, part_pid, settings_
 from coinpulse_testing.wait import wait_for
 from confluent_kafka import Consumer, TopicPartition
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]  # ~5 min idle; 2 cores at load 10+ need far more
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.own_stack, pytest.mark.timeout(1800)]  # ~5 min idle; 2 cores at load 10+ need far more
 
 OFFSET = 2000
 MARKETS = "KRW-BTC,KRW-ETH,KRW-XRP"

@@ -76,7 +76,8 @@ def _backfill(args) -> int:
                       f"{end.isoformat()})", file=sys.stderr)
             else:
                 start, end = _when(args.start), _when(args.end)
-            r = rebuild(s, start, end, args.source, progress=progress, dry_run=args.dry_run)
+            late = {} if args.late_s is None else {"late_s": args.late_s}
+            r = rebuild(s, start, end, args.source, progress=progress, dry_run=args.dry_run, **late)
     except IncompleteSource as e:
         print(str(e), file=sys.stderr)
         return 3
@@ -147,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--source", choices=("kafka", "raw", "s3"), default="kafka",
                    help="trades: upbit.raw in kafka or its bronze objects in s3; mentions: kafka = dc.post and "
                    "dc.comment, raw = dc.raw in Kafka, s3 = dc.raw's bronze objects")
-    b.add_argument("--late-s", type=int, default=None, help="mentions: seconds after --to whose later versions and "
-                   "comments are read (default 10800, the agent's mention lateness)")
+    b.add_argument("--late-s", type=int, default=None, help="seconds after --to still read for late arrivals: "
+                   "trades, frames received that late (default 120); mentions, later versions and comments (default "
+                   "10800, the agent's mention lateness)")
     b.add_argument("--dry-run", action="store_true", help="print the rows per table now and after the rebuild; "
                    "change nothing")
     r = sub.add_parser("run", help="run one flow now (through the Prefect server)")

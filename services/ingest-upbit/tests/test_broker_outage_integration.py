@@ -22,7 +22,7 @@ from coinpulse_testing.procs import kill9_pid, spawn_python, stop
 from coinpulse_testing.stacks import isolated_stack_fixture, part_pid, settings_of
 from coinpulse_testing.wait import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]  # ~9 min on a busy machine
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.own_stack, pytest.mark.timeout(1500)]  # ~9 min on a busy machine
 
 OFFSET = 4000
 # offset 4000 puts the broker on 33092, inside Linux's ephemeral range (32768-60999): while it is down, a client

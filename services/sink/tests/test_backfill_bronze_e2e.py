@@ -29,6 +29,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MARKETS = "KRW-BTC,KRW-ETH"
+LATE_S = 30  # the backfill's late-arrival window in this test (a feed without outages)
 TRADE_COLS = ("market", "sequential_id", "trade_timestamp", "price", "volume", "ask_bid", "prev_closing_price",
               "change", "change_price", "stream_type", "backfilled", "received_at")
 CANDLE_COLS = ("market", "bucket_start", "open", "high", "low", "close", "volume", "quote_volume", "trade_count",
@@ -123,8 +124,9 @@ def test_backfill_from_the_bronze_sinks_objects_and_from_kafka_restores_what_the
             return before == (ns.rows(n_trades), ns.rows("SELECT count(*), max(emitted_at) FROM {gold}.candles"),
                               ns.rows("SELECT count(*), sum(records) FROM {bronze}.s3_objects"))
         wait_for(settled, 120, "the sinks to settle")
-        # a backfill reads late arrivals up to 120 s past the range's end: that must be in the past
-        wait_for(lambda: datetime.now(UTC) > hi + timedelta(seconds=121), 180, "the late-arrival window to pass")
+        # a backfill reads late arrivals up to LATE_S past the range's end: that must be in the past. The feed has no
+        # outage, so every frame of the range arrived within seconds of its trade: 30 s instead of the default 120 s
+        wait_for(lambda: datetime.now(UTC) > hi + timedelta(seconds=LATE_S + 1), 180, "the late-arrival window to pass")
         want_trades, want_candles = _snapshot(ns, lo, hi)
         assert len({c[1] for c in want_candles}) >= 2 and len(want_trades) > 20, (lo, hi, len(want_trades), len(want_candles))
 
@@ -133,14 +135,14 @@ def test_backfill_from_the_bronze_sinks_objects_and_from_kafka_restores_what_the
         for source in ("s3", "kafka"):
             _delete(ns, lo, hi)
             assert _snapshot(ns, lo, hi) == ([], [])
-            r = rebuild(fs, lo, hi, source)
+            r = rebuild(fs, lo, hi, source, late_s=LATE_S)
             got_trades, got_candles = _snapshot(ns, lo, hi)
             assert r.trades == len(want_trades), (source, r)
             assert got_trades == want_trades, source
             _same_candles(got_candles, want_candles)
 
         # a dry run says what it would replace and changes nothing
-        dry = rebuild(fs, lo, hi, "s3", dry_run=True)
+        dry = rebuild(fs, lo, hi, "s3", dry_run=True, late_s=LATE_S)
         assert dry.replace[fs.trades_table] == {"now": len(want_trades), "rebuilt": len(want_trades)}
         assert dry.replace[f"{fs.candles_table} 1m"] == {"now": len(want_candles), "rebuilt": len(want_candles)}
         assert _snapshot(ns, lo, hi)[0] == want_trades
@@ -157,12 +159,13 @@ def test_backfill_from_the_bronze_sinks_objects_and_from_kafka_restores_what_the
             c.execute(f'DELETE FROM "{ns.ns}_gold".candles WHERE bucket_start = %s', (lo,))
         broken = _snapshot(ns, lo, hi)
         with pytest.raises(backfill.IncompleteSource) as e:
-            rebuild(fs, lo, hi, "s3")
+            rebuild(fs, lo, hi, "s3", late_s=LATE_S)
         assert hour in e.value.missing and hour in str(e.value)
         cli_env = {**os.environ, "COINPULSE_FLOWS_TRADES_TABLE": fs.trades_table, "COINPULSE_FLOWS_CANDLES_TABLE": fs.candles_table,
                    "COINPULSE_BACKFILL_TOPIC": fs.backfill_topic, "COINPULSE_BACKFILL_S3_PREFIX": fs.backfill_s3_prefix}
         p = subprocess.run([sys.executable, "-m", "coinpulse_flows", "backfill", "--source", "s3", "--from",
-                            lo.isoformat(), "--to", hi.isoformat()], env=cli_env, capture_output=True, text=True,
+                            lo.isoformat(), "--to", hi.isoformat(), "--late-s", str(LATE_S)],
+                           env=cli_env, capture_output=True, text=True,
                            timeout=180, check=False)
         assert p.returncode != 0 and hour in p.stderr and "nothing was changed" in p.stderr, p.stderr[-2000:]
         assert _snapshot(ns, lo, hi) == broken
@@ -176,7 +179,7 @@ def test_backfill_from_the_bronze_sinks_objects_and_from_kafka_restores_what_the
         for f in a.delete_records([TopicPartition(raw, 0, inside.offset)]).values():
             f.result(30)
         with pytest.raises(backfill.IncompleteSource) as e:
-            rebuild(fs, lo, hi, "kafka")
+            rebuild(fs, lo, hi, "kafka", late_s=LATE_S)
         assert f"{lo:%Y-%m-%dT%H}" in e.value.missing
         assert _snapshot(ns, lo, hi) == broken
         print(json.dumps({"range": [str(lo), str(hi)], "trades": len(want_trades), "candles": len(want_candles)}))
