@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import httpx
 import pytest
 from coinpulse_common.kafka import consumer
 from coinpulse_flows.settings import FlowSettings
+from coinpulse_testing.net import free_port
 from confluent_kafka import TopicPartition
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -25,12 +25,6 @@ import sys
 from coinpulse_flows import deployments, flows
 deployments.serve_all(only=[flows.data_checks.to_deployment(name=sys.argv[1], tags=["test"])])
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def commit(stack, group: str, topic: str, offset: int) -> None:

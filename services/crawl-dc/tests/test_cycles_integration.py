@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from coinpulse_common.avro import TopicCodec, registry_client, topic_schema
 from coinpulse_common.kafka import admin, consumer
 from coinpulse_common.topics import DC_COMMENT, DC_CRAWL_RUN, DC_POST, DC_RAW
 from coinpulse_dcinside.pseudonym import Pseudonymizer
+from coinpulse_testing.net import free_port
 from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema
@@ -28,12 +28,6 @@ from confluent_kafka.schema_registry import Schema
 pytestmark = pytest.mark.integration
 BASES = (DC_RAW, DC_POST, DC_COMMENT, DC_CRAWL_RUN)
 HASH_KEY = "integration-test-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(url: str, body: dict | None = None) -> dict:

@@ -3,19 +3,12 @@ unreachable Prefect is a clear error, not a hang."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from coinpulse_common.settings import Settings
 from coinpulse_platform import demo
+from coinpulse_testing.net import free_port
 
 pytestmark = pytest.mark.unit
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_demo_runs_the_marts_deployment_the_flows_serve():
@@ -27,7 +20,7 @@ def test_the_demo_runs_the_marts_deployment_the_flows_serve():
 
 
 def test_an_unreachable_prefect_is_an_error_that_says_what_was_awaited():
-    s = Settings(_env_file=None, prefect_port=_free_port())
+    s = Settings(_env_file=None, prefect_port=free_port())
     with pytest.raises(RuntimeError) as e:
         demo.refresh_marts_now(s, timeout=1.0, progress=lambda _: None)
     msg = str(e.value)

@@ -10,9 +10,7 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,17 +20,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from coinpulse_dashboard import health
 from coinpulse_dashboard.settings import DashboardSettings
+from coinpulse_testing.net import free_port
+from coinpulse_testing.wait import wait_for
 
 pytestmark = pytest.mark.unit
 
 PORT_VARS = {"ingest-upbit": "COINPULSE_INGEST_METRICS_PORT", "crawl-dc": "COINPULSE_CRAWL_METRICS_PORT",
              "candle-agent": "COINPULSE_CANDLE_METRICS_PORT", "sink": "COINPULSE_SINK_METRICS_PORT"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @asynccontextmanager
@@ -100,7 +94,7 @@ async def test_a_probe_answering_500_text_is_down_with_the_text():
 
 
 async def test_a_closed_port_is_down_not_running():
-    port = _free_port()
+    port = free_port()
     async with aiohttp.ClientSession() as http:
         item = await health.probe(http, "127.0.0.1", "crawl-dc", port, "/health", timeout_s=5)
     assert item["state"] == "down"
@@ -133,7 +127,7 @@ def test_default_probes_ask_health_on_each_services_own_port_setting(monkeypatch
         monkeypatch.delenv(var, raising=False)
     defaults = health.parse_probes(DashboardSettings(_env_file=None).dashboard_service_probes)
     assert defaults == [(n, own[n][0].model_fields[own[n][1]].default, "/health") for n in PORT_VARS]
-    moved = {n: _free_port() for n in PORT_VARS}
+    moved = {n: free_port() for n in PORT_VARS}
     for n, var in PORT_VARS.items():
         monkeypatch.setenv(var, str(moved[n]))
     probes = health.parse_probes(DashboardSettings(_env_file=None).dashboard_service_probes)
@@ -142,13 +136,6 @@ def test_default_probes_ask_health_on_each_services_own_port_setting(monkeypatch
         assert getattr(cls(_env_file=None), field) == moved[n]
     explicit = DashboardSettings(_env_file=None, dashboard_service_probes="x=1/y").dashboard_service_probes
     assert explicit == "x=1/y"
-
-
-def _wait(cond, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.02)
 
 
 async def test_every_probed_endpoint_is_served_by_that_services_http_app(monkeypatch):
@@ -166,8 +153,8 @@ async def test_every_probed_endpoint_is_served_by_that_services_http_app(monkeyp
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
     for var in PORT_VARS.values():
-        monkeypatch.setenv(var, str(_free_port()))
-    closed = _free_port()  # Kafka and the registry on a closed port: nothing here may need them to serve health
+        monkeypatch.setenv(var, str(free_port()))
+    closed = free_port()  # Kafka and the registry on a closed port: nothing here may need them to serve health
     monkeypatch.setenv("COINPULSE_KAFKA_BOOTSTRAP", f"127.0.0.1:{closed}")
     monkeypatch.setenv("COINPULSE_REGISTRY_URL", f"http://127.0.0.1:{closed}")
     d = DashboardSettings(_env_file=None)
@@ -186,7 +173,7 @@ async def test_every_probed_endpoint_is_served_by_that_services_http_app(monkeyp
     sink = SinkService(SinkSettings(_env_file=None))
     sink_thread = threading.Thread(target=sink._serve, daemon=True)
     sink_thread.start()
-    _wait(lambda: sink._http is not None, "the sink's HTTP server to bind")
+    wait_for(lambda: sink._http is not None, 30, "the sink's HTTP server to bind", every=0.02)
     if crawl_metrics._server is None:
         crawl_metrics.serve(int(d.crawl_metrics_port), d.host, ["bitcoin"], 60.0)
     crawl_port = crawl_metrics._server.server_address[1]
