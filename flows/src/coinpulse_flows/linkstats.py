@@ -126,7 +126,10 @@ def lagged_corr(x: np.ndarray, y: np.ndarray, lags: np.ndarray) -> tuple[np.ndar
         if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:  # a constant side has no correlation
             continue
         da, db = a - a.mean(), b - b.mean()
-        r[j] = np.clip(da @ db / math.sqrt((da @ da) * (db @ db)), -1.0, 1.0)
+        den = math.sqrt((da @ da) * (db @ db))
+        if not den > 0:  # spreads so small that their squares underflow: no correlation to measure
+            continue
+        r[j] = np.clip(da @ db / den, -1.0, 1.0)
     return r, n
 
 
