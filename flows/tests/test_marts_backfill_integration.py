@@ -203,6 +203,7 @@ def test_backfill_from_kafka_repairs_a_range_and_converges(flow_env, unique):
         assert c.execute(f"SELECT count(*) FROM {schema}.trades").fetchone()[0] == 4
 
 
+@pytest.mark.slow  # tens of seconds: `make test-fast` leaves it to `make test`
 def test_backfill_chosen_by_ingestion_time_and_its_dry_run(flow_env, unique):
     """`--loaded-from/--loaded-to` repairs the minutes of the trades received in that window; `--dry-run` says what
     it would replace (rows per table now and rebuilt) and changes nothing."""

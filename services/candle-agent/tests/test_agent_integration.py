@@ -272,6 +272,7 @@ def test_wire_encoder_writes_what_topic_codec_reads(stack, topic_set):
         AvroValueEncoder(f"{topic}.unregistered", stack, 1.0, "candle").encode(rec)
 
 
+@pytest.mark.slow  # tens of seconds: `make test-fast` leaves it to `make test`
 def test_offsets_are_committed_up_to_the_end_of_the_input(stack, topic_set, agents):
     """Trades are consumed in chunks whose earlier offsets are an acked gap: the group still commits every one."""
     from coinpulse_common.kafka import consumer

@@ -131,6 +131,7 @@ def wait_for_views(sim: str, at_least: int, proc: subprocess.Popen, timeout: flo
         time.sleep(0.02)
 
 
+@pytest.mark.slow  # tens of seconds: `make test-fast` leaves it to `make test`
 def test_kafka_equals_the_site_after_cycles_with_growth_and_a_kill(stack, topics, sim, tmp_path, unique):
     env = crawler_env(stack, topics, sim, tmp_path, unique)
     run_cycle(env, tmp_path)                                            # 1: backfill
