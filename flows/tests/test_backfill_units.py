@@ -123,6 +123,44 @@ def test_an_hour_without_objects_is_named(s3):
     assert src.missing == ["2025-11-23T11"]
 
 
+def _received(offsets: range, from_ms: int, step_ms: int = 30_000) -> list[tuple[int, dict]]:
+    return [(off, _frame(off, from_ms + i * step_ms + 500, from_ms + i * step_ms)) for i, off in enumerate(offsets)]
+
+
+def test_an_hour_in_which_nothing_was_received_is_not_missing(s3):
+    """Offsets continue across the quiet hour (11): nothing was received then, so nothing of it can be lost."""
+    recs = _received(range(0, 40), T0_MS - 120_000) + _received(range(40, 60), T0_MS + 2 * 3_600_000)
+    _write_with_the_sink(s3, recs)
+    assert not [k for k in s3.objects if "hour=11" in k]
+    src = backfill.S3Bronze(_settings(), T0, T0 + dt.timedelta(minutes=150))
+    got = list(src.frames())
+    assert src.missing == [], src.detail
+    assert "no record was received in 2025-11-23T11" in " ".join(src.detail)
+    assert [f["seq"] for f in got] == list(range(4, 60))
+
+
+def test_an_hour_before_a_partitions_first_record_is_not_missing(s3):
+    _write_with_the_sink(s3, _received(range(0, 20), T0_MS + 3_600_000))  # the partition starts in hour 11
+    src = backfill.S3Bronze(_settings(), T0, T0 + dt.timedelta(minutes=90))
+    list(src.frames())
+    assert src.missing == [], src.detail
+
+
+def test_a_quiet_hour_next_to_lost_offsets_is_missing(s3):
+    """The first object after the empty hour does not start the partition, and nothing before it is in sight."""
+    _write_with_the_sink(s3, _received(range(5, 25), T0_MS + 3_600_000))
+    src = backfill.S3Bronze(_settings(), T0, T0 + dt.timedelta(minutes=90))
+    list(src.frames())
+    assert src.missing == ["2025-11-23T10"]
+
+
+def test_an_empty_hour_after_the_last_object_is_missing(s3):
+    _write_with_the_sink(s3, _received(range(0, 20), T0_MS))
+    src = backfill.S3Bronze(_settings(), T0, T0 + dt.timedelta(minutes=90))
+    list(src.frames())
+    assert src.missing == ["2025-11-23T11"]
+
+
 def test_a_dead_letter_at_an_objects_edge_is_not_a_gap(s3):
     recs: list[tuple[int, dict | None]] = list(_records(12, step_ms=10_000))
     recs[3] = (3, None)  # dead-lettered right after an object closed: no object was open

@@ -2,41 +2,100 @@
 process (`--once`, three cycles: backfill, then new posts and comments with deletions) writing dc.raw, dc.post and
 dc.comment in its transactions; `backfill --what mentions --source raw` (dc.raw in Kafka, parsed with
 coinpulse_dcinside) leaves the same rows, minute by minute, as the rebuild from the crawler's dc.post / dc.comment
-(which test_mention_backfill_integration proves equal to the agent's). With the start of the dc.raw log deleted (as
-retention would), the raw rebuild refuses, naming the hours, and changes nothing."""
+(which test_mention_backfill_integration proves equal to the agent's). The real bronze S3 sink copies dc.raw to S3,
+stopped and restarted between crawls (so it resumes at a committed position that is a transaction marker);
+`--source s3` over its objects leaves the same rows too: the objects account for the markers between them, so
+the coverage check finds no gap. With one object deleted, the S3 rebuild refuses; with the start of the dc.raw log
+deleted (as retention would), the raw rebuild refuses, naming the hours; neither changes anything."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
 import pytest
-from coinpulse_common import topics
+from coinpulse_common import bronze, topics
 from coinpulse_common.avro import registry_client, topic_schema
 from coinpulse_common.kafka import admin
+from coinpulse_common.kafka import consumer as kafka_consumer
+from coinpulse_common.s3 import client as s3_client
 from coinpulse_flows import mention_backfill as mb
 from coinpulse_flows.backfill import IncompleteSource
 from coinpulse_flows.settings import FlowSettings
+from coinpulse_sink.bronze_sink import BronzeS3Sink
+from coinpulse_sink.metrics import SinkMetrics
 from coinpulse_sink.model import MENTIONS, create_table_sql
+from coinpulse_sink.naming import Names
+from coinpulse_sink.settings import SinkSettings
 from coinpulse_testing.net import free_port, get_json
 from coinpulse_testing.procs import spawn_python, stop
 from coinpulse_testing.wait import wait_for
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-BASES = (topics.DC_RAW, topics.DC_POST, topics.DC_COMMENT, topics.DC_CRAWL_RUN)
+BASES = (topics.DC_RAW, topics.DC_POST, topics.DC_COMMENT, topics.DC_CRAWL_RUN, topics.UPBIT_RAW)
 FIELDS = ("market", "bucket_start", "mentions", "posts", "comments", "positive", "negative", "sentiment")
+
+
+def _raw_records(s, topic: str) -> int:
+    """The committed records of `topic` (read_committed: markers and aborted records are not counted), read to
+    the end of every partition."""
+    c = kafka_consumer(f"count-{topic}", s, **{"enable.partition.eof": True})
+    try:
+        parts = list(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        c.assign([TopicPartition(topic, p, 0) for p in parts])
+        n, at_end = 0, set()
+        deadline = datetime.now(UTC) + timedelta(seconds=60)
+        while len(at_end) < len(parts):
+            assert datetime.now(UTC) < deadline, f"{topic}: no end of partition for {set(parts) - at_end}"
+            m = c.poll(1.0)
+            if m is None:
+                continue
+            if m.error() is None:
+                n += 1
+            elif m.error().code() == KafkaError._PARTITION_EOF:
+                at_end.add(m.partition())
+        return n
+    finally:
+        c.close()
+
+
+class BronzeRun:
+    """The real bronze S3 sink over the test's namespace, in a thread (started and stopped as a crash would not)."""
+
+    def __init__(self, s, ns: str) -> None:
+        self.settings = SinkSettings(sink_namespace=ns, sink_bronze_max_age_s=1.0,
+                                     sink_bronze_instance=f"{ns}-test")
+        self.names = Names(ns)
+        self.metrics = SinkMetrics()
+        self.sink: BronzeS3Sink | None = None
+
+    def start(self) -> None:
+        self.sink = BronzeS3Sink(self.settings, self.names, self.metrics)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.sink.run, args=(self.stop_event,), daemon=True)
+        self.thread.start()
+
+    def written(self, topic: str) -> float:
+        return self.metrics.registry.get_sample_value("coinpulse_sink_bronze_records_total", {"topic": topic}) or 0
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "the bronze sink did not stop"
 
 
 def test_the_rebuild_from_the_crawlers_pages_equals_the_rebuild_from_its_records(stack, unique, tmp_path):
     s = stack
-    prefix = f"it-mbr-{unique}."
+    ns = f"itmbr_{unique}"
+    prefix = f"{ns}."
     a = admin(s)
     for fut in a.create_topics([NewTopic(prefix + b, num_partitions=2, replication_factor=1) for b in BASES],
                                request_timeout=15).values():
@@ -56,7 +115,14 @@ def test_the_rebuild_from_the_crawlers_pages_equals_the_rebuild_from_its_records
            "COINPULSE_CRAWL_METRICS_PORT": "0", "COINPULSE_DC_BACKFILL_PAGES": "5", "COINPULSE_DC_LIST_NUM": "30",
            "COINPULSE_DC_RECENT_PAGES": "2", "COINPULSE_LOG_FORMAT": "json"}
     schema = f"zz_mbr_{unique}"
-    fs = FlowSettings(mentions_table=f"{schema}.mentions_1m")
+    fs = FlowSettings(mentions_table=f"{schema}.mentions_1m", backfill_s3_prefix=f"{ns}/")
+    raw_topic = prefix + topics.DC_RAW
+    sink = BronzeRun(s, ns)
+    s3 = s3_client(s)
+
+    def sink_caught_up() -> bool:
+        return sink.written(raw_topic) >= _raw_records(s, raw_topic)
+
     try:
         wait_for(lambda: get_json(f"{sim_url}/sim/state"), 30, "the gallery simulator")
 
@@ -66,12 +132,22 @@ def test_the_rebuild_from_the_crawlers_pages_equals_the_rebuild_from_its_records
                                     stderr=subprocess.STDOUT, timeout=300).returncode
             assert rc == 0, (tmp_path / "crawler.log").read_text()[-3000:]
 
+        def copy_to_bronze(cycle: int) -> None:
+            # the sink copies what is there and stops: its committed position is then the cycle's commit marker,
+            # and the next run resumes there (its objects say the marker before them holds no record)
+            sink.start()
+            wait_for(sink_caught_up, 120, f"the bronze sink to copy cycle {cycle} of {raw_topic} to S3")
+            sink.stop()
+
         crawl()
+        copy_to_bronze(1)
         httpx.post(f"{sim_url}/sim/advance", json={"posts": 6, "comments": 20}, timeout=10).raise_for_status()
         crawl()
+        copy_to_bronze(2)
         httpx.post(f"{sim_url}/sim/advance", json={"comments": 10, "delete_posts": 1, "delete_comments": 3},
                    timeout=10).raise_for_status()
         crawl()
+        copy_to_bronze(3)
         written_until = datetime.now(UTC)
         site = get_json(f"{sim_url}/sim/state")["galleries"]["bitcoins_new1"]["posts"]
         first = min(p["created_at_ms"] for p in site)
@@ -105,6 +181,29 @@ def test_the_rebuild_from_the_crawlers_pages_equals_the_rebuild_from_its_records
         assert not from_pages.problems, from_pages
         assert from_pages.versions_unchanged > from_records.versions_unchanged  # re-fetches changed nothing
 
+        # the same from the bronze sink's objects of dc.raw in S3
+        keys = bronze.list_objects(s3, s.s3_bucket, f"{ns}/", "dc", int(start.timestamp() * 1000) - 3_600_000,
+                                   int(end.timestamp() * 1000) + 3_600_000, topic=raw_topic)
+        covers = [bronze.offsets_meta(s3, s.s3_bucket, k.key)[0] for k in keys]
+        assert len({k.partition for k in keys}) == 2 and any(c is not None for c in covers), (keys, covers)
+        with psycopg.connect(fs.pg_dsn(), autocommit=True) as c:
+            c.execute(f"UPDATE {schema}.mentions_1m SET mentions = mentions + 3")
+        from_s3 = mb.rebuild(fs, start, end, "s3", **kw)
+        assert not from_s3.problems, from_s3
+        assert rows() == want, "the rebuild from the bronze objects differs from the rebuild from the records"
+
+        # an object of the middle deleted: the S3 rebuild refuses and changes nothing
+        part_keys = [k for k in keys if k.partition == keys[0].partition]
+        assert len(part_keys) >= 3, part_keys  # one object or more per cycle
+        middle = part_keys[1]
+        s3.delete_object(Bucket=s.s3_bucket, Key=middle.key)
+        with psycopg.connect(fs.pg_dsn(), autocommit=True) as c:
+            c.execute(f"UPDATE {schema}.mentions_1m SET mentions = 1000")
+        with pytest.raises(IncompleteSource) as e:
+            mb.rebuild(fs, start, end, "s3", **kw)
+        assert e.value.missing and "are in no object" in str(e.value), str(e.value)
+        assert {r[2] for r in rows()} == {1000}
+
         # retention removed the start of a dc.raw partition: refused, nothing changed
         for fut in a.delete_records([TopicPartition(prefix + topics.DC_RAW, 0, 1)], request_timeout=15).values():
             fut.result()
@@ -116,6 +215,11 @@ def test_the_rebuild_from_the_crawlers_pages_equals_the_rebuild_from_its_records
         assert {r[2] for r in rows()} == {1000}
     finally:
         stop(sim)
+        if sink.sink is not None and sink.thread.is_alive():
+            sink.stop()
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s.s3_bucket, Prefix=f"{ns}/"):
+            for o in page.get("Contents", []):
+                s3.delete_object(Bucket=s.s3_bucket, Key=o["Key"])
         with psycopg.connect(fs.pg_dsn(), autocommit=True) as c:
             c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         a.delete_topics([prefix + b for b in BASES])

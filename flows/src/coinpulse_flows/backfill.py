@@ -266,8 +266,14 @@ class S3Bronze:
                 objs.append(bronze.ReadObject(k, k.start_offset, end, end))
             if after:
                 objs.append(bronze.ReadObject(after[0], after[0].start_offset, None))
-        missing = set(window - present)
-        for nxt, first_missing, last_missing in bronze.offset_gaps(self._with_end_offsets(objs)):
+        objs = self._with_end_offsets(objs)
+        gaps = bronze.offset_gaps(objs)
+        empty = window - present
+        quiet = {h for h in empty if self._received_nothing(h, objs, gaps)}
+        missing = empty - quiet
+        if quiet:
+            self.detail.append(f"no record was received in {', '.join(sorted(quiet))} (offsets continue across)")
+        for nxt, first_missing, last_missing in gaps:
             prev = max((o.key for o in objs if o.key.topic == nxt.topic and o.key.partition == nxt.partition
                         and o.key.start_offset < nxt.start_offset), key=lambda k: k.start_offset)
             hrs = set(_hours_text(prev.hour_start_ms, nxt.hour_start_ms + bronze.HOUR_MS)) & window
@@ -276,10 +282,39 @@ class S3Bronze:
                 self.detail.append(f"{nxt.topic}[{nxt.partition}] offsets {first_missing}..{last_missing} are in no "
                                    f"object (before {nxt.key.rsplit('/', 1)[-1]})")
         self.missing = sorted(missing)
-        if window - present:
+        if empty - quiet:
             self.detail.append(f"no object of {s.backfill_topic} under "
                                f"{s.backfill_s3_prefix}bronze/{s.backfill_s3_source}/ for "
-                               f"{', '.join(sorted(window - present))}")
+                               f"{', '.join(sorted(empty - quiet))}")
+
+    def _received_nothing(self, hour: str, objs: list[bronze.ReadObject],
+                          gaps: list[tuple[bronze.ObjectKey, int, int]]) -> bool:
+        """An hour without objects is proven empty (nothing was received then) when, in every partition, the
+        objects on both sides of it continue each other's offsets, or the first object after it starts the
+        partition (offset 0). Anything else (no object after it, a gap, an earlier object out of sight) leaves the
+        hour missing: erring on the safe side."""
+        h_ms = int(datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC).timestamp() * 1000)
+        after_gap = {(g[0].topic, g[0].partition, g[0].start_offset) for g in gaps}
+        by_tp: dict[tuple[str, int], list[bronze.ReadObject]] = {}
+        for o in objs:
+            by_tp.setdefault((o.key.topic, o.key.partition), []).append(o)
+        if not by_tp:
+            return False
+        for (topic, partition), tp_objs in by_tp.items():
+            tp_objs.sort(key=lambda o: o.key.start_offset)
+            nxt = next((o for o in tp_objs if o.key.hour_start_ms > h_ms), None)
+            if nxt is None or (topic, partition, nxt.key.start_offset) in after_gap:
+                return False
+            if any(o.key.hour_start_ms < h_ms for o in tp_objs):
+                continue  # the previous object is listed and no gap separates them
+            start = nxt.key.start_offset
+            if start > 0 and nxt.covers_from is None:
+                start = bronze.offsets_meta(self.store.c, self.store.bucket, nxt.key.key)[0] or start
+            elif nxt.covers_from is not None:
+                start = nxt.covers_from
+            if start != 0:
+                return False
+        return True
 
     def _with_end_offsets(self, objs: list[bronze.ReadObject]) -> list[bronze.ReadObject]:
         """Ask the objects on both sides of a gap between their lines for their offsets metadata (dead letters at

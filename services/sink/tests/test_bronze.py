@@ -101,3 +101,49 @@ def test_json_line_keeps_the_record_and_its_kafka_coordinates():
     doc = json.loads(line)
     assert doc == {"topic": "upbit.raw", "partition": 1, "offset": 9, "timestamp": 123, "key": "KRW-BTC",
                    "value": {"received_at": H10, "payload": "{\"a\":1}", "b": "AA=="}}
+
+
+def _covers(batch):
+    return batch.metadata().get("covers-from")
+
+
+def test_a_transaction_marker_between_objects_is_accounted_for_by_the_next():
+    """read_committed skips the commit marker at offset 2: the object from 3 on says it covers from 2."""
+    b = bronze.Batcher(2, 1 << 20, 60)
+    (first,) = _add(b, 0, H10) + _add(b, 1, H10)
+    assert _covers(first) is None
+    _add(b, 3, H10)
+    (second,) = _add(b, 4, H10)
+    assert (second.start_offset, _covers(second)) == (3, "2")
+    _add(b, 5, H10)  # no marker in between: nothing to say
+    assert _covers(b.flush_all()[0]) is None
+
+
+def test_a_marker_before_an_hour_change_and_after_an_aged_object():
+    b = bronze.Batcher(100, 1 << 20, 60)
+    _add(b, 0, H10)
+    (closed,) = _add(b, 2, H11)  # offset 1 was a marker; the hour changed
+    assert (closed.end_offset, b.open[("upbit.raw", 0)].covers_from) == (0, 1)
+    b.flush_all()
+    _add(b, 10, H11, now=0.0)
+    b.due(60.0)
+    assert _add(b, 12, H11, now=61.0) == [] and b.open[("upbit.raw", 0)].covers_from == 11
+
+
+def test_an_assignment_resumes_at_its_committed_position():
+    b = bronze.Batcher(100, 1 << 20, 60)
+    b.resume("upbit.raw", 0, 7)  # committed 7 (a marker); the first record read is 8
+    _add(b, 8, H10)
+    assert _covers(b.flush_all()[0]) == "7"
+    b.drop("upbit.raw", 0)  # a new assignment knows nothing of the last one
+    _add(b, 20, H10)
+    assert _covers(b.flush_all()[0]) is None
+
+
+def test_a_failed_write_is_retried_with_what_it_accounted_for():
+    b = bronze.Batcher(2, 1 << 20, 60)
+    b.resume("upbit.raw", 0, 4)
+    (batch,) = _add(b, 5, H10) + _add(b, 6, H10)
+    b.retry_from(batch)  # the put failed: the sink seeks back to 5
+    (again,) = _add(b, 5, H10) + _add(b, 6, H10)
+    assert again.key("") == batch.key("") and _covers(again) == "4"

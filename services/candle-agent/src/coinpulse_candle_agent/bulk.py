@@ -16,6 +16,13 @@ offset is the last record's. Everything else stays Faust's:
 
 Other topics (tables' changelogs during recovery, the mention topics) keep the per-record path.
 
+The producer's `flush` drains its buffer completely. Faust commits offsets only after `producer.flush()`, and that
+flush is what makes the state changelog (and the candles) durable before the input offsets that produced them are
+committed. Faust's own buffer flush gives up when no message leaves the buffer within 0.1 s, and returns with
+messages still queued. On a busy machine the event loop can be held that long by one chunk of trades. A commit then
+covered state that was still in the buffer, and a kill -9 at that moment lost the state but kept the offsets: the
+restarted agent skipped those trades and never emitted their candles.
+
 The consumer also reads with isolation level read_committed (Faust asks aiokafka for read_uncommitted unless the
 app itself runs exactly-once): crawl-dc writes one transaction per crawl cycle, and the documents of a cycle
 aborted by a crash must not be counted.
@@ -23,10 +30,12 @@ aborted by a crash must not be counted.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage, Message
 
@@ -91,8 +100,52 @@ class BulkConsumer(faust_aiokafka.Consumer):
                     yield tp, to_message(tp, rec)
 
 
+class TrackedBuffer(ProducerBuffer):
+    """Faust's producer buffer, counting the message its sender has taken from the queue but not yet handed to the
+    client (`size` does not count it)."""
+
+    in_flight = 0
+
+    async def _send_pending(self, fut: Any) -> None:
+        # runs from the sender's `get` without a suspension in between: size + in_flight is exact
+        self.in_flight += 1
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self.in_flight -= 1
+
+
+async def drain(buffer: TrackedBuffer) -> None:
+    """Until every buffered message is with the client (Faust's `ProducerBuffer.flush` returns after a 0.1 s lull
+    with messages still queued)."""
+    while buffer.size or buffer.in_flight:
+        if buffer.size:
+            await buffer.flush()
+        else:
+            await asyncio.sleep(0.001)
+
+
+class DurableFlushProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer whose `flush` returns only once every buffered message is with the client and the
+    client's own flush (every send acknowledged) is done (module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        tracked = TrackedBuffer(loop=self.loop, beacon=self.beacon)
+        if getattr(self.buffer, "threaded_producer", None) is not None:
+            tracked.threaded_producer = self.buffer.threaded_producer
+        tracked.app = self.app
+        self.buffer = tracked
+
+    async def flush(self) -> None:
+        assert isinstance(self.buffer, TrackedBuffer)
+        await drain(self.buffer)
+        await super().flush()
+
+
 class BulkTransport(faust_aiokafka.Transport):
     Consumer = BulkConsumer
+    Producer = DurableFlushProducer
     bulk_topics: frozenset[str] = frozenset()
 
 

@@ -20,7 +20,7 @@ from coinpulse_common.avro import registry_client
 from coinpulse_common.kafka import DeadLetters, consumer, producer
 from coinpulse_common.logging import get_logger
 from coinpulse_common.s3 import client as s3_client
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -49,6 +49,7 @@ class BronzeS3Sink:
         # static membership: a restarted sink takes its partitions back at once instead of after a session timeout
         self.consumer = consumer(group, s, **{"group.instance.id": f"{group}-{s.sink_bronze_instance or socket.gethostname()}"})
         self.pending_commit: dict[tuple[str, int], int] = {}  # offsets past dead letters with no open object
+        self.reading: set[tuple[str, int]] = set()  # partitions with a record read since their assignment
         self.alive = False
         self.last_error: str | None = None
         self.objects_written = 0
@@ -63,9 +64,36 @@ class BronzeS3Sink:
             raise ValueError(f"decoded to {type(v).__name__}, not a record")
         return v
 
+    def _resume(self, topic: str, part: int, off: int) -> None:
+        """The first record of an assignment: tell the batcher where the committed position was when the offsets
+        up to this record hold no data (transaction markers, aborted records), so the next object accounts for
+        them. A committed position below the log start is a retention overrun: counted, logged and left as the
+        gap a reader must see."""
+        tp = TopicPartition(topic, part)
+        try:
+            committed = self.consumer.committed([tp], timeout=10)[0].offset
+            if committed < 0 or committed >= off:
+                return
+            low, _high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+        except KafkaException as e:
+            log.warning("bronze_resume_unknown", topic=topic, partition=part, error=str(e)[:200],
+                        hint="the next object does not say what came before it; a reader may report a gap")
+            return
+        if committed >= low:
+            self.batcher.resume(topic, part, committed)
+        else:
+            self.metrics.bronze_records_expired.labels(topic).inc(low - committed)
+            log.error("bronze_retention_overrun", topic=topic, partition=part, committed=committed,
+                      log_start=low, records_lost=low - committed,
+                      hint="the topic's retention removed records the sink never read; raise its retention.ms or "
+                           "keep the sink running, and rebuild the hours from another source")
+
     def handle(self, m: Message, now: float) -> list[bronze.Batch]:
         topic, part, off = m.topic(), m.partition(), m.offset()
         ts_type, ts = m.timestamp()
+        if (topic, part) not in self.reading:
+            self.reading.add((topic, part))
+            self._resume(topic, part, off)
         try:
             value = self._decode(m)
             ms = bronze.event_ms(value, ts if ts_type else None)
@@ -133,7 +161,7 @@ class BronzeS3Sink:
             if not self.write(b):
                 # re-read from the object's first record: the same object is rebuilt and retried
                 failed.add(tp)
-                self.batcher.drop(*tp)
+                self.batcher.retry_from(b)
                 self.pending_commit.pop(tp, None)
                 self.consumer.seek(TopicPartition(b.topic, b.partition, b.start_offset))
         return not failed
@@ -143,6 +171,7 @@ class BronzeS3Sink:
         for p in parts:
             self.batcher.drop(p.topic, p.partition)
             self.pending_commit.pop((p.topic, p.partition), None)
+            self.reading.discard((p.topic, p.partition))
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe(self.topics, on_revoke=self._on_revoke, on_lost=self._on_revoke)

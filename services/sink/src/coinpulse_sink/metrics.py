@@ -26,6 +26,8 @@ class SinkMetrics:
         self.bronze_bytes = Counter(p + "bronze_bytes", "bytes of bronze objects written", ["topic"], registry=r)
         self.bronze_dead_letters = Counter(p + "bronze_dead_letters", "undecodable records sent to dlq.sink",
                                            ["topic"], registry=r)
+        self.bronze_records_expired = Counter(p + "bronze_records_expired", "records retention removed before the "
+                                              "bronze sink read them (a gap in bronze)", ["topic"], registry=r)
         self.bronze_put_failures = Counter(p + "bronze_put_failures", "failed S3 puts (retried)", registry=r)
         self.bronze_last_commit = Gauge(p + "bronze_last_commit_timestamp", "unix time of the last offset commit",
                                         registry=r)
