@@ -146,6 +146,15 @@ def test_an_hour_before_a_partitions_first_record_is_not_missing(s3):
     assert src.missing == [], src.detail
 
 
+def test_an_hour_before_a_partition_that_starts_with_dead_letters_is_not_missing(s3):
+    """Offsets 0..2 were dead-lettered: the first object starts at 3 and says it covers from 0."""
+    recs: list[tuple[int, dict | None]] = [(off, None) for off in range(3)]
+    _write_with_the_sink(s3, recs + _received(range(3, 20), T0_MS + 3_600_000))
+    src = backfill.S3Bronze(_settings(), T0, T0 + dt.timedelta(minutes=90))
+    list(src.frames())
+    assert src.missing == [], src.detail
+
+
 def test_a_quiet_hour_next_to_lost_offsets_is_missing(s3):
     """The first object after the empty hour does not start the partition, and nothing before it is in sight."""
     _write_with_the_sink(s3, _received(range(5, 25), T0_MS + 3_600_000))

@@ -22,7 +22,6 @@ import pytest
 from coinpulse_common import bronze, topics
 from coinpulse_common.avro import registry_client, topic_schema
 from coinpulse_common.kafka import admin
-from coinpulse_common.kafka import consumer as kafka_consumer
 from coinpulse_common.s3 import client as s3_client
 from coinpulse_flows import mention_backfill as mb
 from coinpulse_flows.backfill import IncompleteSource
@@ -32,39 +31,17 @@ from coinpulse_sink.metrics import SinkMetrics
 from coinpulse_sink.model import MENTIONS, create_table_sql
 from coinpulse_sink.naming import Names
 from coinpulse_sink.settings import SinkSettings
+from coinpulse_testing.kafka import read_messages
 from coinpulse_testing.net import free_port, get_json
 from coinpulse_testing.procs import spawn_python, stop
 from coinpulse_testing.wait import wait_for
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BASES = (topics.DC_RAW, topics.DC_POST, topics.DC_COMMENT, topics.DC_CRAWL_RUN, topics.UPBIT_RAW)
 FIELDS = ("market", "bucket_start", "mentions", "posts", "comments", "positive", "negative", "sentiment")
-
-
-def _raw_records(s, topic: str) -> int:
-    """The committed records of `topic` (read_committed: markers and aborted records are not counted), read to
-    the end of every partition."""
-    c = kafka_consumer(f"count-{topic}", s, **{"enable.partition.eof": True})
-    try:
-        parts = list(c.list_topics(topic, timeout=10).topics[topic].partitions)
-        c.assign([TopicPartition(topic, p, 0) for p in parts])
-        n, at_end = 0, set()
-        deadline = datetime.now(UTC) + timedelta(seconds=60)
-        while len(at_end) < len(parts):
-            assert datetime.now(UTC) < deadline, f"{topic}: no end of partition for {set(parts) - at_end}"
-            m = c.poll(1.0)
-            if m is None:
-                continue
-            if m.error() is None:
-                n += 1
-            elif m.error().code() == KafkaError._PARTITION_EOF:
-                at_end.add(m.partition())
-        return n
-    finally:
-        c.close()
 
 
 class BronzeRun:
@@ -121,7 +98,7 @@ def test_the_rebuild_from_the_crawlers_pages_equals_the_rebuild_from_its_records
     s3 = s3_client(s)
 
     def sink_caught_up() -> bool:
-        return sink.written(raw_topic) >= _raw_records(s, raw_topic)
+        return sink.written(raw_topic) >= len(read_messages(s, raw_topic, 60, complete=True))
 
     try:
         wait_for(lambda: get_json(f"{sim_url}/sim/state"), 30, "the gallery simulator")

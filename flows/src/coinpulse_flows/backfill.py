@@ -294,25 +294,22 @@ class S3Bronze:
         partition (offset 0). Anything else (no object after it, a gap, an earlier object out of sight) leaves the
         hour missing: erring on the safe side."""
         h_ms = int(datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC).timestamp() * 1000)
-        after_gap = {(g[0].topic, g[0].partition, g[0].start_offset) for g in gaps}
+        after_gap = {g[0] for g in gaps}
         by_tp: dict[tuple[str, int], list[bronze.ReadObject]] = {}
-        for o in objs:
+        for o in sorted(objs, key=lambda o: o.key.start_offset):
             by_tp.setdefault((o.key.topic, o.key.partition), []).append(o)
         if not by_tp:
             return False
-        for (topic, partition), tp_objs in by_tp.items():
-            tp_objs.sort(key=lambda o: o.key.start_offset)
+        for tp_objs in by_tp.values():
             nxt = next((o for o in tp_objs if o.key.hour_start_ms > h_ms), None)
-            if nxt is None or (topic, partition, nxt.key.start_offset) in after_gap:
+            if nxt is None or nxt.key in after_gap:
                 return False
             if any(o.key.hour_start_ms < h_ms for o in tp_objs):
                 continue  # the previous object is listed and no gap separates them
-            start = nxt.key.start_offset
-            if start > 0 and nxt.covers_from is None:
-                start = bronze.offsets_meta(self.store.c, self.store.bucket, nxt.key.key)[0] or start
-            elif nxt.covers_from is not None:
-                start = nxt.covers_from
-            if start != 0:
+            covers = nxt.covers_from
+            if covers is None and nxt.key.start_offset > 0:
+                covers = bronze.offsets_meta(self.store.c, self.store.bucket, nxt.key.key)[0]
+            if (nxt.key.start_offset if covers is None else covers) != 0:
                 return False
         return True
 
