@@ -160,7 +160,42 @@ def test_a_quiet_hour_next_to_lost_offsets_is_missing(s3):
     _write_with_the_sink(s3, _received(range(5, 25), T0_MS + 3_600_000))
     src = backfill.S3Bronze(_settings(), T0, T0 + dt.timedelta(minutes=90))
     list(src.frames())
-    assert src.missing == ["2025-11-23T10"]
+    # offsets 0..4 are in no object in sight: they may have been in a lost object of hour 10 or of hour 11
+    assert src.missing == ["2025-11-23T10", "2025-11-23T11"]
+
+
+def _three_hours_with_a_quiet_one() -> list[tuple[int, dict]]:
+    """Offsets 0..9 received in hour 07, nothing in hour 08 and 09, 10..29 in hour 10, 30..49 in hour 11."""
+    return (_received(range(0, 10), T0_MS - 3 * 3_600_000) + _received(range(10, 30), T0_MS, step_ms=60_000)
+            + _received(range(30, 50), T0_MS + 3_600_000, step_ms=60_000))
+
+
+def test_a_missing_first_object_of_a_partition_is_found_behind_a_quiet_hour(s3):
+    """The window's first object of the partition is deleted, and the hour before the window (09) is quiet: the
+    reader looks further back (hour 07) for the partition's last object, and the offsets in between are a gap."""
+    _write_with_the_sink(s3, _three_hours_with_a_quiet_one(), max_records=10)
+    del s3.objects[min(k for k in s3.objects if "hour=10" in k)]
+    src = backfill.S3Bronze(_settings(), T0, T0 + dt.timedelta(minutes=120))
+    list(src.frames())
+    assert src.missing == ["2025-11-23T10"], src.detail
+    assert "offsets 10..19 are in no object" in " ".join(src.detail)
+
+
+def test_a_partition_quiet_before_the_window_is_complete(s3):
+    _write_with_the_sink(s3, _three_hours_with_a_quiet_one(), max_records=10)
+    src = backfill.S3Bronze(_settings(), T0, T0 + dt.timedelta(minutes=120))
+    got = list(src.frames())
+    assert src.missing == [], src.detail
+    assert [f["seq"] for f in got] == list(range(10, 50))
+
+
+def test_a_partition_whose_earlier_objects_are_out_of_sight_is_missing(s3):
+    """Nothing of the partition within the look-back before the window: its first offsets are unaccounted for."""
+    _write_with_the_sink(s3, _three_hours_with_a_quiet_one(), max_records=10)
+    src = backfill.S3Bronze(_settings(backfill_s3_lookback_hours=2), T0, T0 + dt.timedelta(minutes=120))
+    list(src.frames())
+    assert src.missing == ["2025-11-23T10"], src.detail
+    assert "offsets below 10" in " ".join(src.detail) and "LOOKBACK_HOURS" in " ".join(src.detail)
 
 
 def test_an_empty_hour_after_the_last_object_is_missing(s3):

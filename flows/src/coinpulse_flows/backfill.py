@@ -254,23 +254,25 @@ class S3Bronze:
         by_tp: dict[tuple[str, int], list[bronze.ObjectKey]] = {}
         for k in listed:
             by_tp.setdefault((k.topic, k.partition), []).append(k)
+        lo_hour = lo - lo % bronze.HOUR_MS
+        unanchored: set[str] = set()
         for keys in by_tp.values():
-            before = [k for k in keys if k.key not in read and k.hour_start_ms < lo - lo % bronze.HOUR_MS]
-            after = [k for k in keys if k.key not in read and k.hour_start_ms >= lo - lo % bronze.HOUR_MS]
-            if before:
-                k = before[-1]
-                _, end = bronze.offsets_meta(c, bucket, k.key)
+            before = [k for k in keys if k.key not in read and k.hour_start_ms < lo_hour]
+            after = [k for k in keys if k.key not in read and k.hour_start_ms >= lo_hour]
+            anchor = before[-1] if before else self._anchor_before(keys[0], lo_hour, unanchored, window)
+            if anchor is not None:
+                _, end = bronze.offsets_meta(c, bucket, anchor.key)
                 if end is None:
-                    offs = [ln.offset for ln in bronze.read_object(c, bucket, k.key)]
+                    offs = [ln.offset for ln in bronze.read_object(c, bucket, anchor.key)]
                     end = offs[-1] if offs else None
-                objs.append(bronze.ReadObject(k, k.start_offset, end, end))
+                objs.append(bronze.ReadObject(anchor, anchor.start_offset, end, end))
             if after:
                 objs.append(bronze.ReadObject(after[0], after[0].start_offset, None))
         objs = self._with_end_offsets(objs)
         gaps = bronze.offset_gaps(objs)
         empty = window - present
         quiet = {h for h in empty if self._received_nothing(h, objs, gaps)}
-        missing = empty - quiet
+        missing = (empty - quiet) | unanchored
         if quiet:
             self.detail.append(f"no record was received in {', '.join(sorted(quiet))} (offsets continue across)")
         for nxt, first_missing, last_missing in gaps:
@@ -286,6 +288,33 @@ class S3Bronze:
             self.detail.append(f"no object of {s.backfill_topic} under "
                                f"{s.backfill_s3_prefix}bronze/{s.backfill_s3_source}/ for "
                                f"{', '.join(sorted(empty - quiet))}")
+
+    def _anchor_before(self, first: bronze.ObjectKey, lo_hour: int, unanchored: set[str],
+                       window: set[str]) -> bronze.ObjectKey | None:
+        """The last object of `first`'s partition before the window, for a partition with none in the hour before
+        it: searched further back, hour by hour, up to `backfill_s3_lookback_hours`. Not needed (None) when `first`
+        starts the partition. When none is found, the window's hours up to `first`'s are unaccounted for (an object
+        of the partition may be missing there) and go to `unanchored`."""
+        c, bucket, s = self.store.c, self.store.bucket, self.s
+        covers = 0 if first.start_offset == 0 else bronze.offsets_meta(c, bucket, first.key)[0]
+        if (first.start_offset if covers is None else covers) == 0:
+            return None
+        for back in range(2, s.backfill_s3_lookback_hours + 1):  # the hour right before the window is listed
+            h = lo_hour - back * bronze.HOUR_MS
+            keys = [k for k in bronze.list_objects(c, bucket, s.backfill_s3_prefix, s.backfill_s3_source, h,
+                                                   h + bronze.HOUR_MS, topic=s.backfill_topic)
+                    if k.partition == first.partition]
+            if keys:
+                return keys[-1]
+        hrs = set(_hours_text(lo_hour, first.hour_start_ms + bronze.HOUR_MS)) & window
+        if hrs:
+            unanchored |= hrs
+            self.detail.append(
+                f"{first.topic}[{first.partition}] offsets below {first.start_offset if covers is None else covers} "
+                f"are in no object of the {s.backfill_s3_lookback_hours} h before the window (first object "
+                f"{first.key.rsplit('/', 1)[-1]}); raise COINPULSE_BACKFILL_S3_LOOKBACK_HOURS if the partition was "
+                f"quiet longer")
+        return None
 
     def _received_nothing(self, hour: str, objs: list[bronze.ReadObject],
                           gaps: list[tuple[bronze.ObjectKey, int, int]]) -> bool:

@@ -77,6 +77,9 @@ class FlowSettings(Settings):
                                     "reads (the sink's namespace prefix, `<ns>/`; empty in production)")
     backfill_s3_source: str = Field("upbit", description="source segment of the bronze keys backfill reads "
                                     "(`bronze/<source>/dt=…/hour=…/`)")
+    backfill_s3_lookback_hours: int = Field(24 * 7, description="how far back the S3 backfill looks for a "
+                                            "partition's last object before the range, to prove nothing in between "
+                                            "is missing")
     check_window_minutes: int = Field(180, description="look-back of the candle-gap check")
     check_grace_minutes: int = Field(3, description="newest minutes the candle-gap check ignores (not closed yet)")
     crawl_topic: str = Field("dc.post", description="topic whose newest record tells crawl freshness",
@@ -137,7 +140,7 @@ def bound_problems(s: FlowSettings) -> list[str]:
     need(s.export_batch_bytes >= 1 << 10, f"export_batch_bytes={s.export_batch_bytes}: must be at least 1024")
     need(s.parquet_row_group_rows >= 1, f"parquet_row_group_rows={s.parquet_row_group_rows}: must be at least 1")
     for name in ("mart_window_minutes", "link_window_minutes", "check_window_minutes", "crawl_max_age_minutes",
-                 "spike_min_mentions"):
+                 "spike_min_mentions", "backfill_s3_lookback_hours"):
         v = getattr(s, name)
         need(v >= 1, f"{name}={v}: must be at least 1 (an empty window)")
     need(s.corr_window_rows >= 2, f"corr_window_rows={s.corr_window_rows}: must be at least 2 (a correlation needs "

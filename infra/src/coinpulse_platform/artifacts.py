@@ -6,17 +6,21 @@ Layout under `<state>/jvm/`:
   plugins/debezium-connector-jdbc/...  Connect plugin (plugin tarball)
   apicurio/                            Apicurio Registry app (Quarkus fast-jar tarball)
   s3proxy/s3proxy.jar                  S3Proxy (jar-with-dependencies)
-Each folder gets a `.complete` marker naming its coordinates, so the next start needs no network.
+Each folder gets a `.complete` marker naming its coordinates, so the next start needs no network. A fetch holds an
+exclusive lock on `<jvm>/.fetch.lock`: two stacks started at once on a fresh machine (the two `make test` sessions,
+which share the folder) fetch once, the second waiting for the first, instead of racing over the same files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from coinpulse_common.paths import repo_root, state_dir
@@ -100,11 +104,32 @@ def _extract(archive: Path, dest: Path) -> None:
         tf.extractall(dest, filter="data")
 
 
+@contextlib.contextmanager
+def _exclusive(root: Path, progress: Callable[[str], None]) -> Iterator[None]:
+    """Hold `<root>/.fetch.lock`; say so when another process holds it, then wait for it (released at its exit,
+    whatever the way: the kernel drops a dead process's lock)."""
+    with (root / ".fetch.lock").open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"another process is fetching the JVM artifacts into {root}; waiting for it to finish")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def ensure(progress: Callable[[str], None] = print) -> dict[str, Path]:
     """Fetch (first time) or reuse every JVM artifact; returns the paths the parts run from."""
-    v = versions()
     root = jvm_dir()
     root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root, progress):
+        return _ensure(root, progress)
+
+
+def _ensure(root: Path, progress: Callable[[str], None]) -> dict[str, Path]:
+    v = versions()
     log = state_dir() / "logs" / "fetch.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     tmp = root / ".download"

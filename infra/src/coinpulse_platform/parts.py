@@ -264,7 +264,8 @@ class Connect(Part):
         cmd = self.jvm(self.s.connect_heap) + [
             self.log4j2, "-cp", f"{ctx.paths()['kafka_lib']}/*", "org.apache.kafka.connect.cli.ConnectDistributed",
             str(ctx.conf_dir / "connect.properties")]
-        return cmd, {}, ctx.state
+        # the secrets connector configs name as `${env:...}` (coinpulse_sink.connectors.WORKER_RESOLVED)
+        return cmd, {"COINPULSE_PG_WRITER_PASSWORD": self.s.pg_writer_password}, ctx.state
 
     def health(self):
         known = artifacts.versions()["connect"]

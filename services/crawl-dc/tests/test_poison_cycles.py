@@ -53,16 +53,20 @@ def comment(n: int, **fields) -> dict:
 class Site:
     """Post 102 has a comment answer that does not parse (set `poison`); post 101 is fine."""
 
-    def __init__(self, poison: dict, failing: dict[tuple[str, int], int | Exception] | None = None):
+    def __init__(self, poison: dict, failing: dict[tuple[str, int], int | Exception] | None = None,
+                 pages: list[list[int]] | None = None):
         self.poison = poison
         self.failing = failing or {}  # (view|comment, post_no) → the status (after retries) or exception it ends with
+        self.pages = pages or [[102, 101]]  # the list pages, newest first (post 102 has 2 replies, the others 1)
         self.comment_requests: list[int] = []
         self.view_requests: list[int] = []
 
     def answer(self, req: Request) -> str | int | Exception:
         u = urlparse(req.url)
         if "/lists/" in u.path:
-            return f"<table><tbody>{list_row(102, 2)}{list_row(101, 1)}</tbody></table>"
+            page = int(parse_qs(u.query)["page"][0])
+            rows = self.pages[page - 1] if page <= len(self.pages) else []
+            return f"<table><tbody>{''.join(list_row(no, 2 if no == 102 else 1) for no in rows)}</tbody></table>"
         if "/view/" in u.path:
             no = int(parse_qs(u.query)["no"][0])
             self.view_requests.append(no)
@@ -74,7 +78,7 @@ class Site:
         if no == 102:
             return json.dumps({"total_cnt": "2", "comments": [comment(1021), comment(1022)], "pagination": "",
                                **self.poison})
-        return json.dumps({"total_cnt": "1", "comments": [comment(1011)], "pagination": ""})
+        return json.dumps({"total_cnt": "1", "comments": [comment(no * 10 + 1)], "pagination": ""})
 
 
 class FakeSink:
@@ -247,3 +251,50 @@ def test_a_post_whose_request_failed_once_is_complete_the_next_cycle(tmp_path):
     assert {k for k, _ in topic(sink, DC_COMMENT)} == {"g/102/1021", "g/102/1022"}
     assert store.posts("g", 102, 102)[102].attempts == 0 and topic(sink, DC_CRAWL_RUN)[0][1]["status"] == "ok"
 
+
+
+# the gallery grows by two posts a cycle; with one watched page the walk stops at the watermark, so a post left
+# incomplete is listed in the next cycle and then scrolls below the listed range
+GROWING = [[[102, 101]], [[104, 103], [102, 101]], [[106, 105], [104, 103]], [[108, 107], [106, 105]]]
+
+
+def test_an_incomplete_post_that_scrolled_below_the_listed_pages_is_still_completed(tmp_path):
+    store = StateStore(tmp_path / "s.db")
+    fetched, sinks = [], []
+    for cycle, pages in enumerate(GROWING[:3]):
+        site = Site({}, failing={("comment", 102): 500} if cycle < 2 else {}, pages=pages)
+        sinks.append(run_cycle(site, store))
+        fetched.append(102 in site.comment_requests)
+    assert fetched == [True, True, True]  # the third cycle lists 103..106 only, and still fetches 102
+    assert {k for k, _ in topic(sinks[2], DC_COMMENT)} == {"g/102/1021", "g/102/1022", "g/105/1051", "g/106/1061"}
+    assert dict(topic(sinks[2], DC_POST))["g/102"]["reply_count"] == 2  # the count the list showed last
+    assert store.posts("g", 102, 102)[102].reply_count == 2 and store.posts("g", 102, 102)[102].attempts == 0
+    site = Site({}, pages=GROWING[3])
+    run_cycle(site, store)
+    assert 102 not in site.view_requests  # complete now: no more fetches
+
+
+def test_an_incomplete_post_below_the_listed_pages_is_given_up_with_a_dead_letter(tmp_path):
+    store = StateStore(tmp_path / "s.db")
+    runs, fetched = [], []
+    for pages in GROWING:
+        site = Site({}, failing={("comment", 102): 500}, pages=pages)
+        sink = run_cycle(site, store)
+        runs.append((topic(sink, DC_CRAWL_RUN)[0][1], sink.dead))
+        fetched.append(102 in site.comment_requests)
+    assert fetched == [True] * POST_ATTEMPTS + [False]
+    run, dead = runs[POST_ATTEMPTS - 1]
+    assert run["skipped_posts"] == 1 and run["status"] == "degraded"
+    assert [d for d in dead if d.startswith("given_up: post 102")], dead
+    assert store.posts("g", 102, 102)[102].reply_count == 2  # given up: not planned again
+
+
+def test_the_state_keeps_incomplete_posts_when_it_forgets_old_ones(tmp_path):
+    from coinpulse_crawl_dc.state import INCOMPLETE, PostState, StateDelta
+
+    store = StateStore(tmp_path / "s.db")
+    posts = {1: PostState(INCOMPLETE, False, {"reply_count": 3}, 1), 2: PostState(0, False, {}), 3: PostState(1, False, {})}
+    store.apply("g", StateDelta(posts=posts, comments={(1, 11): False, (2, 21): False}), 0, keep_posts=1)
+    assert set(store.posts("g", 0, 10)) == {1, 3}
+    assert store.comments("g", 1) == {11: False} and store.comments("g", 2) == {}
+    assert set(store.incomplete_posts("g", below=3)) == {1}

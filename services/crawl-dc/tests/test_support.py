@@ -1,5 +1,7 @@
 """Time, pseudonyms, gallery URLs, settings, backoff and the state store (pure logic)."""
 
+import os
+
 import pytest
 from coinpulse_crawl_dc.config import CrawlSettings
 from coinpulse_crawl_dc.gallery import Gallery, parse_galleries
@@ -62,10 +64,27 @@ def test_galleries_are_configuration():
         parse_galleries("coin:huge")
 
 
+LOCAL = "http://127.0.0.1:28091"
+
+
 def test_dev_hash_key_refused_outside_dev():
-    with pytest.raises(ValueError):
-        CrawlSettings(env="prod").check()
+    with pytest.raises(ValueError, match="COINPULSE_DC_ENV=prod"):
+        CrawlSettings(env="prod", dc_base_url=LOCAL).check()
     CrawlSettings(env="prod", dc_hash_key="s3cret").check()
+
+
+@pytest.mark.parametrize("url", ["https://gall.dcinside.com", "http://10.0.0.5:28091", "http://sim-dcinside:28091"])
+def test_the_built_in_key_is_refused_for_any_target_but_the_local_simulator(url):
+    with pytest.raises(ValueError, match="COINPULSE_DC_HASH_KEY is the built-in dev key.*not the local simulator"):
+        CrawlSettings(env="dev", dc_base_url=url).check()
+    with pytest.raises(ValueError, match="placeholder from .env.example"):
+        CrawlSettings(env="dev", dc_base_url=url, dc_hash_key="change-me-long-random-secret").check()
+    CrawlSettings(env="dev", dc_base_url=url, dc_hash_key="s3cret").check()
+
+
+@pytest.mark.parametrize("url", [LOCAL, "http://localhost:28091", "http://[::1]:28091"])
+def test_the_built_in_key_is_allowed_for_the_local_simulator_in_dev(url):
+    CrawlSettings(env="dev", dc_base_url=url).check()
 
 
 def test_backoff_doubles_and_is_capped():
@@ -94,3 +113,15 @@ def test_state_keeps_only_the_newest_posts(tmp_path):
     s = StateStore(tmp_path / "s.db")
     s.apply("g", StateDelta(None, {n: PostState(0, False, {}) for n in range(1, 11)}, {(1, 5): False}), 1, 3)
     assert sorted(s.posts("g", 0, 100)) == [8, 9, 10] and s.comments("g", 1) == {}
+
+
+def test_the_crawler_will_not_start_on_a_real_site_with_the_built_in_key(tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COINPULSE_DC_")}
+    r = subprocess.run([sys.executable, "-m", "coinpulse_crawl_dc", "--once"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path,  # no .env of the checkout
+                       env={**env, "COINPULSE_DC_BASE_URL": "https://gall.dcinside.com"})
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "COINPULSE_DC_HASH_KEY is the built-in dev key" in r.stderr and "openssl rand" in r.stderr

@@ -190,3 +190,9 @@ async def test_dashboard_in_chromium(stack, sample_day, dashboard, chromium):
         await page.until("window.coinpulse.tf === '1h' && window.coinpulse.bars.length > 0 && "
                          "window.coinpulse.bars.length < 30", 10, "the 1h candles")
         assert await page.js("window.coinpulse.bars.length") in (24, 25)
+
+        # a malformed #fragment (a broken %-escape) is no coin: the page opens on the default coin, no error
+        await page.send("Page.navigate", url=f"{dashboard}/?again=1#%E0%A4%A")
+        await page.until("document.body && document.body.dataset.ready === '1' && window.coinpulse.bars.length > 0 "
+                         "&& window.coinpulse.market === " + repr(_expected_top(sample_day)[0]), 30,
+                         "the page opened on a malformed fragment")

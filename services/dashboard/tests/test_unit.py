@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from pathlib import Path
 
 import aiohttp
@@ -144,6 +146,33 @@ async def test_health_is_served_even_when_everything_is_down(client):
     assert r.status == 200
     h = await r.json()
     assert h["database"]["state"] == "down" and h["connect"]["state"] == "down" and h["prefect"]["state"] == "down"
+
+
+async def test_live_viewers_are_bounded_and_the_one_over_is_told_why():
+    s = DashboardSettings(_env_file=None, postgres_port=free_port(), connect_url=f"http://127.0.0.1:{free_port()}",
+                          prefect_port=free_port(), dashboard_probe_timeout_s=0.5, dashboard_tick_s=5,
+                          dashboard_pool_timeout_s=0.3, dashboard_health_s=60, dashboard_max_live_viewers=2)
+    async with TestClient(TestServer(create_app(s))) as c:
+        streams = [await c.get("/api/stream") for _ in range(2)]
+        for r in streams:
+            assert r.status == 200 and await r.content.readline() == b"retry: 3000\n"
+        over = await c.get("/api/stream")
+        assert over.status == 503 and over.headers["Retry-After"] == "30"
+        assert "COINPULSE_DASHBOARD_MAX_LIVE_VIEWERS" in (await over.json())["error"]
+        streams[0].close()  # a viewer leaves: its place is free again
+        deadline = time.monotonic() + 60  # the server sees the disconnect in its own time
+        while (r := await c.get("/api/stream")).status != 200 and time.monotonic() < deadline:
+            r.close()
+            await asyncio.sleep(0.1)
+        assert r.status == 200, "a place freed by a closed stream was not given to a new viewer within 60 s"
+        r.close()
+        streams[1].close()
+
+
+def test_a_malformed_url_fragment_is_no_coin_not_an_error():
+    js = (STATIC / "app.js").read_text()
+    assert "decodeURIComponent(location.hash" in js.split("function hashMarket()")[1].split("}")[0]
+    assert js.count("decodeURIComponent(location.hash") == 1  # only inside the guarded helper
 
 
 async def test_api_answers_503_when_the_database_is_down(client):

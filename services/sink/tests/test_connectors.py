@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from coinpulse_common.paths import repo_root
@@ -19,11 +20,25 @@ def s() -> SinkSettings:
 
 
 def test_env_placeholder_prefers_the_environment(s):
-    assert c.render_value("${env:COINPULSE_PG_WRITER_PASSWORD}", s, Names(), {"COINPULSE_PG_WRITER_PASSWORD": "x"}) == "x"
+    assert c.render_value("${env:COINPULSE_S3_BUCKET}", s, Names(), {"COINPULSE_S3_BUCKET": "x"}) == "x"
 
 
 def test_env_placeholder_falls_back_to_the_settings_field(s):
-    assert c.render_value("${env:COINPULSE_PG_WRITER_PASSWORD}", s, Names(), {}) == "from-settings"
+    assert c.render_value("${env:COINPULSE_S3_BUCKET}", s, Names(), {}) == s.s3_bucket
+
+
+def test_the_writer_password_is_left_to_the_worker(s):
+    env = {"COINPULSE_PG_WRITER_PASSWORD": "x"}
+    assert c.render_value("${env:COINPULSE_PG_WRITER_PASSWORD}", s, Names(), env) == \
+        "${env:COINPULSE_PG_WRITER_PASSWORD}"
+
+
+def test_the_worker_resolves_exactly_what_the_renderer_leaves():
+    props = (repo_root() / "connect" / "worker.properties").read_text()
+    assert "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider" in props
+    pattern = re.search(r"^config\.providers\.env\.param\.allowlist\.pattern=(.+)$", props, re.M)
+    assert pattern and all(re.fullmatch(pattern.group(1), name) for name in c.WORKER_RESOLVED)
+    assert not re.fullmatch(pattern.group(1), "PATH")  # the worker's other variables stay out of reach
 
 
 def test_unknown_env_variable_is_an_error(s):
@@ -43,7 +58,7 @@ def test_namespace_prefixes_topics_tables_dlq_and_name(s):
     assert cfg["topics"] == "t1.candle.1m,t1.candle.5m,t1.candle.1h"
     assert cfg["collection.name.format"] == "t1_gold.candles"
     assert cfg["errors.deadletterqueue.topic.name"] == "t1.dlq.connect"
-    assert cfg["connection.password"] == "from-settings"
+    assert cfg["connection.password"] == "${env:COINPULSE_PG_WRITER_PASSWORD}"  # resolved by the worker
     assert cfg["connection.url"] == f"jdbc:postgresql://{s.host}:{s.postgres_port}/{s.pg_database}"
 
 
@@ -51,7 +66,7 @@ def test_production_names_have_no_prefix(s):
     name, cfg = c.render(c.load(repo_root() / "connect", "silver-trades")[0], s, Names(), {})
     assert name == "coinpulse-silver-trades" and cfg["topics"] == "upbit.trade"
     assert cfg["collection.name.format"] == "silver.trades"
-    assert not any("${" in v for v in cfg.values())
+    assert [k for k, v in cfg.items() if "${" in v] == ["connection.password"]
 
 
 def test_load_rejects_a_missing_stem_and_a_malformed_file(tmp_path):

@@ -15,6 +15,7 @@ from coinpulse_common.s3 import client as s3_client
 from coinpulse_sink import db
 from coinpulse_sink.service import SinkService
 from coinpulse_sink.settings import SinkSettings
+from coinpulse_testing.kafka import read_messages
 from coinpulse_testing.net import free_port
 from coinpulse_testing.wait import wait_for
 from confluent_kafka import Producer
@@ -181,6 +182,20 @@ def test_topics_flow_into_postgres_once_per_key_and_bronze_into_s3(namespace):
         m = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert f'coinpulse_sink_connector_running{{connector="{ns.ns}-coinpulse-silver-trades"}} 1.0' in m
         assert f'coinpulse_sink_bronze_records_total{{topic="{ns.ns}.upbit.raw"}} 6.0' in m
+
+        # secrets: the rows above prove the worker resolved the writer's password; Connect's REST API shows only its
+        # placeholder, and the password is in none of this namespace's records in Connect's config topic
+        name = f"{ns.ns}-coinpulse-silver-trades"
+        shown = httpx.get(f"{ns.settings.connect}/connectors/{name}/config", timeout=30).json()
+        assert shown["connection.password"] == "${env:COINPULSE_PG_WRITER_PASSWORD}"
+        stored = read_messages(ns.settings, "_connect.configs", complete=True,
+                               each=lambda m: (m.key() or b"", m.value() or b""))
+        ours = [v for k, v in stored if ns.ns.encode() in k]
+        assert ours and not any(ns.settings.pg_writer_password.encode() in v for v in ours)
+        # a client override the connector files do not need is refused (here: another broker)
+        bad = {**shown, "name": f"{ns.ns}-override", "consumer.override.bootstrap.servers": "127.0.0.1:1"}
+        r = httpx.put(f"{ns.settings.connect}/connectors/{ns.ns}-override/config", json=bad, timeout=60)
+        assert r.status_code == 400 and "bootstrap.servers" in r.text, r.text
     finally:
         svc.shutdown()
 

@@ -19,7 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     install_reactor("twisted.internet.asyncioreactor.AsyncioSelectorReactor")
     from coinpulse_crawl_dc.runner import run
 
-    return run(CrawlSettings(), once=args.once, cycles=args.cycles)
+    cfg = CrawlSettings()
+    try:
+        cfg.check()
+    except ValueError as e:  # a setting that must not be used here: say which, and what to do
+        print(f"crawl-dc: {e}", file=sys.stderr)
+        return 2
+    return run(cfg, once=args.once, cycles=args.cycles)
 
 
 if __name__ == "__main__":

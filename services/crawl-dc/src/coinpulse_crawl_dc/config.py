@@ -3,8 +3,10 @@ seconds with `_S` (see coinpulse_common.settings for the naming rule and the dep
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from coinpulse_common.paths import state_dir
 from coinpulse_common.settings import Settings, env_name
@@ -18,7 +20,8 @@ DEFAULT_USER_AGENT = (
 
 
 class CrawlSettings(Settings):
-    env: str = Field("dev", description="deployment environment; anything but `dev` requires a real DC_HASH_KEY",
+    env: str = Field("dev", description="deployment environment; anything but `dev`, or a crawl target other than the local "
+        "simulator, requires a real DC_HASH_KEY",
         validation_alias=env_name("COINPULSE_DC_ENV", old="COINPULSE_ENV"))
     dc_base_url: str = Field("https://gall.dcinside.com", description="gallery site base URL (the simulator in dev)")
     dc_galleries: str = Field(
@@ -58,10 +61,27 @@ class CrawlSettings(Settings):
     def hash_key_is_dev(self) -> bool:
         return self.dc_hash_key == DEV_HASH_KEY
 
+    def targets_local_simulator(self) -> bool:
+        """The crawl target is on this host (the bundled simulator): a loopback address or `localhost`."""
+        host = urlsplit(self.dc_base_url).hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
     def check(self) -> None:
-        """Refuse to run outside dev with the built-in pseudonymisation key."""
-        if self.env != "dev" and self.hash_key_is_dev():
-            raise ValueError("COINPULSE_DC_HASH_KEY must be set outside dev (COINPULSE_DC_ENV != dev)")
+        """Refuse the built-in pseudonymisation key, or `.env.example`'s placeholder, unless the crawl target is the
+        local simulator in dev: that key is public, so a real site's authors would be pseudonymised with it."""
+        weak = "the built-in dev key" if self.hash_key_is_dev() else (
+            "the placeholder from .env.example" if self.dc_hash_key.startswith("change-me") else None)
+        if weak is None or (self.env == "dev" and self.targets_local_simulator()):
+            return
+        why = (f"COINPULSE_DC_ENV={self.env}" if self.env != "dev"
+               else f"COINPULSE_DC_BASE_URL={self.dc_base_url} is not the local simulator")
+        raise ValueError(f"COINPULSE_DC_HASH_KEY is {weak} ({why}): set COINPULSE_DC_HASH_KEY to a long random "
+                         "secret (for example `openssl rand -hex 32`) and keep it: changing it changes every pseudonym")
 
     def topic(self, base: str) -> str:
         return f"{self.dc_topic_prefix}{base}"

@@ -1,6 +1,7 @@
 """Crawl state in SQLite under the state dir: per gallery the watermark (newest post fully crawled, with nothing
 older left undone), and per recent post its reply count, deleted flag, last emitted record, comment numbers and how
-many cycles in a row its pages failed to parse (`attempts`: bounded, see spiders.gallery.POST_ATTEMPTS).
+many cycles in a row its pages failed to parse (`attempts`: bounded, see spiders.gallery.POST_ATTEMPTS). Only the
+newest `keep_posts` posts are kept, and the incomplete ones (retried until complete or given up, wherever they are).
 
 It is written only after the cycle's Kafka transaction has committed (see pipelines.KafkaPipeline), so a crash
 before the commit leaves the state where it was and the next cycle redoes the same work.
@@ -23,6 +24,9 @@ CREATE TABLE IF NOT EXISTS comment (
     gallery TEXT NOT NULL, post_no INTEGER NOT NULL, comment_no INTEGER NOT NULL, deleted INTEGER NOT NULL,
     PRIMARY KEY (gallery, post_no, comment_no));
 """
+
+
+INCOMPLETE = -1  # the reply count remembered for a post whose pages did not all arrive: planned again next cycle
 
 
 @dataclass(frozen=True)
@@ -67,13 +71,17 @@ class StateStore:
         row = self._db.execute("SELECT watermark FROM gallery WHERE gallery=?", (gallery,)).fetchone()
         return row[0] if row else None
 
-    def posts(self, gallery: str, lo: int, hi: int) -> dict[int, PostState]:
+    def _posts(self, where: str, params: tuple[Any, ...]) -> dict[int, PostState]:
         rows = self._db.execute(
-            "SELECT post_no, reply_count, deleted, record, attempts FROM post "
-            "WHERE gallery=? AND post_no BETWEEN ? AND ?",
-            (gallery, lo, hi),
-        )
+            f"SELECT post_no, reply_count, deleted, record, attempts FROM post WHERE gallery=? AND {where}", params)
         return {no: PostState(rc, bool(d), json.loads(rec), att) for no, rc, d, rec, att in rows}
+
+    def posts(self, gallery: str, lo: int, hi: int) -> dict[int, PostState]:
+        return self._posts("post_no BETWEEN ? AND ?", (gallery, lo, hi))
+
+    def incomplete_posts(self, gallery: str, below: int) -> dict[int, PostState]:
+        """Live posts older than `below` whose last cycle left them incomplete (see INCOMPLETE)."""
+        return self._posts("post_no < ? AND reply_count = ? AND deleted = 0", (gallery, below, INCOMPLETE))
 
     def comments(self, gallery: str, post_no: int) -> dict[int, bool]:
         rows = self._db.execute(
@@ -105,9 +113,12 @@ class StateStore:
                 "SELECT post_no FROM post WHERE gallery=? ORDER BY post_no DESC LIMIT 1 OFFSET ?",
                 (gallery, keep_posts),
             ).fetchone()
-            if cut:
-                db.execute("DELETE FROM post WHERE gallery=? AND post_no<=?", (gallery, cut[0]))
-                db.execute("DELETE FROM comment WHERE gallery=? AND post_no<=?", (gallery, cut[0]))
+            if cut:  # old posts are forgotten, except the incomplete ones: those are retried until done or given up
+                db.execute("DELETE FROM post WHERE gallery=? AND post_no<=? AND reply_count<>?",
+                           (gallery, cut[0], INCOMPLETE))
+                db.execute("DELETE FROM comment WHERE gallery=? AND post_no<=? AND post_no NOT IN "
+                           "(SELECT post_no FROM post WHERE gallery=? AND post_no<=?)",
+                           (gallery, cut[0], gallery, cut[0]))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -51,9 +51,9 @@ STATE = web.AppKey("state", dict)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 
 
-def _json(data, status: int = 200) -> web.Response:
+def _json(data, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+                        headers={"Cache-Control": "no-store", **(headers or {})})
 
 
 def _bad(msg: str) -> web.Response:
@@ -209,6 +209,13 @@ async def api_health(request: web.Request) -> web.Response:
 
 async def api_stream(request: web.Request) -> web.StreamResponse:
     st = request.app[STATE]
+    limit = request.app[S_KEY].dashboard_max_live_viewers
+    if len(st["subscribers"]) >= limit:  # each viewer holds a connection and a queue: bounded, the rest told why
+        st["refused_viewers"] += 1
+        log.warning("live_viewers_full", limit=limit, refused=st["refused_viewers"])
+        return _json({"error": f"too many live viewers ({limit}, COINPULSE_DASHBOARD_MAX_LIVE_VIEWERS); the page "
+                               "still works, without live updates: reload later"}, status=503,
+                     headers={"Retry-After": "30"})
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                        "X-Accel-Buffering": "no"})
     await resp.prepare(request)
@@ -331,7 +338,7 @@ def create_app(s: DashboardSettings) -> web.Application:
     app = web.Application(middlewares=[security_headers, errors])
     app[S_KEY] = s
     app[TABLES] = Tables.from_settings(s)
-    app[STATE] = {"subscribers": set(), "health": None, "version": None, "version_key": None}
+    app[STATE] = {"subscribers": set(), "refused_viewers": 0, "health": None, "version": None, "version_key": None}
     app.cleanup_ctx.append(_lifecycle)
     app.add_routes([
         web.get("/", index),

@@ -34,6 +34,8 @@ class DashboardSettings(Settings):
     dashboard_overview_cache: bool = Field(
         True, description="serve the overview from memory until the data version changes (new or revised candle)")
     dashboard_tick_s: float = Field(2.0, description="how often the live stream checks for new data")
+    dashboard_max_live_viewers: int = Field(100, description="most open live streams (`/api/stream`); a viewer "
+                                            "beyond it gets 503 and the page without live updates")
     dashboard_health_s: float = Field(10.0, description="how often pipeline health is refreshed")
     dashboard_probe_timeout_s: float = Field(2.0, description="timeout of one health probe (Connect, Prefect, ...)")
     dashboard_service_probes: str = Field(

@@ -4,7 +4,10 @@ A file is `{"name": ..., "config": {...}}`. Values may hold placeholders, resolv
 ever committed:
 
 - `${env:NAME}`: the environment variable NAME; for `COINPULSE_<FIELD>` the Settings field's value when unset
-  (same syntax as Kafka Connect's EnvVarConfigProvider, so the files also work on a worker configured with it);
+  (same syntax as Kafka Connect's EnvVarConfigProvider). A secret in WORKER_RESOLVED (the PostgreSQL writer's
+  password) is not rendered: the placeholder goes to Connect as it is, and the worker resolves it from its own
+  environment when it starts a task (`config.providers=env` in connect/worker.properties). So no password is in
+  what Connect's REST API shows (`GET /connectors/<name>/config`) or in its `_connect.configs` topic;
 - `${coinpulse:KEY}`: computed values — `jdbc_url`, `registry_v2_url` (what the Apicurio converter speaks),
   `topic_prefix`, `schema_prefix` (the test namespace).
 
@@ -31,6 +34,9 @@ from coinpulse_sink.naming import Names
 from coinpulse_sink.settings import SinkSettings
 
 PLACEHOLDER = re.compile(r"\$\{(env|coinpulse):([A-Za-z0-9_.]+)\}")
+WORKER_RESOLVED = frozenset({"COINPULSE_PG_WRITER_PASSWORD"})
+"""Environment placeholders the Connect worker resolves itself; it must be started with these variables set
+(coinpulse_platform's Connect part passes them; compose.yaml's connect service too)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,7 @@ def render_value(value: str, s: SinkSettings, names: Names, environ: dict[str, s
     def sub(m: re.Match[str]) -> str:
         kind, key = m.group(1), m.group(2)
         if kind == "env":
-            return _env(key, s, env)  # type: ignore[arg-type]
+            return m.group(0) if key in WORKER_RESOLVED else _env(key, s, env)  # type: ignore[arg-type]
         if key not in comp:
             raise KeyError(f"unknown placeholder ${{coinpulse:{key}}}; known: {', '.join(sorted(comp))}")
         return comp[key]
@@ -91,7 +97,8 @@ def render_value(value: str, s: SinkSettings, names: Names, environ: dict[str, s
 
 def render(c: ConnectorFile, s: SinkSettings, names: Names, environ: dict[str, str] | None = None
            ) -> tuple[str, dict[str, str]]:
-    """The connector's name in this namespace and its config with every placeholder resolved."""
+    """The connector's name in this namespace and its config with every placeholder resolved (except the
+    WORKER_RESOLVED secrets, which the worker resolves)."""
     cfg = {k: render_value(v, s, names, environ) for k, v in c.config.items()}
     return names.connector(c.name), cfg
 

@@ -4,7 +4,9 @@
    least `dc_recent_pages` pages (the window whose reply counts are watched), at most `dc_max_pages`.
 2. Plan jobs: listed posts unknown to the state (new, oldest first); known posts whose reply count changed
    (update); known live posts inside the listed number range that are no longer listed (check: deleted or
-   just shifted between two page fetches — the view page decides).
+   just shifted between two page fetches — the view page decides); and known posts left incomplete by an earlier
+   cycle that have since scrolled below the listed range (retry: a post is never left half-crawled because newer
+   posts pushed it off the watched pages; its view page stands in for the list row).
 3. Run jobs one after another: view page, then every comment page. A job's records are yielded only when it is
    complete, together with its state delta (`JobDone`), so an interrupted cycle never half-emits a post.
 
@@ -49,7 +51,7 @@ from coinpulse_crawl_dc import metrics
 from coinpulse_crawl_dc.config import CrawlSettings
 from coinpulse_crawl_dc.gallery import Gallery
 from coinpulse_crawl_dc.records import JobDone, Record
-from coinpulse_crawl_dc.state import PostState, StateDelta, StateStore
+from coinpulse_crawl_dc.state import INCOMPLETE, PostState, StateDelta, StateStore
 
 STOP_CODES = (403, 429)
 POST_ATTEMPTS = 3  # cycles in a row a post's pages may fail (to parse, or to download) before it is given up
@@ -196,9 +198,11 @@ class GallerySpider(scrapy.Spider):
         ]
         check = [Job("check", no, None, st) for no, st in sorted(known.items())
                  if not st.deleted and no not in self.listed and st.attempts < self.max_attempts]
-        self.jobs.extend(new + update + check)
+        retry = [Job("update", no, None, st) for no, st in sorted(self.store.incomplete_posts(self.gallery.id, lo).items())]
+        self.jobs.extend(new + update + check + retry)
         self.new_planned = {j.post_no for j in new}
-        self.log.info("cycle_plan", listed=len(self.listed), new=len(new), update=len(update), check=len(check))
+        self.log.info("cycle_plan", listed=len(self.listed), new=len(new), update=len(update), check=len(check),
+                      retry=len(retry))
         yield from self.next_job()
 
     def next_job(self) -> Iterator[Any]:
@@ -307,7 +311,7 @@ class GallerySpider(scrapy.Spider):
         assert job.known is not None
         k = job.known
         if job.kind == "update" and give_up:  # stop planning it until the listed reply count moves again
-            st = PostState(job.row.reply_count if job.row else k.reply_count, k.deleted, k.record, 0)
+            st = PostState(job.row.reply_count if job.row else _emitted_replies(k), k.deleted, k.record, 0)
         else:  # a check given up keeps its count: plan() skips it from now on
             st = PostState(k.reply_count, k.deleted, k.record, attempts)
         yield JobDone(job.post_no, job.kind, StateDelta(posts={job.post_no: st}))
@@ -336,11 +340,16 @@ class GallerySpider(scrapy.Spider):
         if job.kind == "check":  # still there: it only shifted between two list fetches
             yield from self.next_job()
             return
-        assert job.row is not None
         url = self.gallery.view_url(self.base, job.post_no)
-        rec = post_record(g, job.post_no, job.row, job.view, self.pseudo, url, t)
-        # an incomplete post is remembered with an impossible reply count, so the next cycle plans it as an update
-        reply_count = -1 if job.incomplete else job.row.reply_count
+        if job.row is not None:
+            replies = job.row.reply_count
+        else:  # a retry below the listed range: the view page stands in for the list row
+            assert job.known is not None and job.view is not None
+            replies = _emitted_replies(job.known)
+        rec = post_record(g, job.post_no, job.row, job.view, self.pseudo, url, t, reply_count=replies)
+        # an incomplete post is remembered with an impossible reply count (INCOMPLETE), so the next cycle plans it
+        # again: as an update while it is listed, as a retry once it has scrolled below the listed range
+        reply_count = INCOMPLETE if job.incomplete else replies
         delta = StateDelta(posts={job.post_no: PostState(reply_count, False, rec, job.attempts)})
         seen = self.store.comments(g, job.post_no) if job.known is not None else {}
         out: list[Record] = [Record(DC_POST, post_key(g, job.post_no), rec)]
@@ -375,6 +384,11 @@ class GallerySpider(scrapy.Spider):
             return None
         wm = max(eligible)
         return wm if self.watermark is None or wm > self.watermark else None
+
+
+def _emitted_replies(known: PostState) -> int:
+    """The reply count of the post's last emitted record (what the list showed when it was last listed)."""
+    return int(known.record.get("reply_count") or 0)
 
 
 def request_failure(failure: Any) -> str:

@@ -455,13 +455,16 @@
       el("td", "r", pct(r.range, 1)), el("td", "r " + sign(r.change), pct(r.change)),
     ]);
   }
+  function hashMarket() { // the coin in the URL's #fragment; a malformed one (bad %-escape) is no coin
+    try { return decodeURIComponent(location.hash.slice(1)); } catch (e) { return ""; }
+  }
   async function loadOverview() {
     const ov = await getJSON("/api/overview");
     ov.all = new Map();
     for (const r of ov.top_trade_value.concat(ov.volatility)) ov.all.set(r.market, r);
     state.overview = ov;
     if (!state.market && ov.markets.length) {
-      const fromHash = decodeURIComponent(location.hash.slice(1));
+      const fromHash = hashMarket();
       state.market = ov.markets.includes(fromHash) ? fromHash
         : (ov.top_trade_value[0] ? ov.top_trade_value[0].market : ov.markets[0]);
     }
