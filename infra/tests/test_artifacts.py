@@ -75,3 +75,50 @@ def test_two_fetches_at_once_fetch_one_after_the_other(tmp_path, monkeypatch):
     assert len(fetched) == 5  # each artifact once: the second found them complete
     assert any("another process is fetching" in m for m in said)
     assert all(r["s3proxy"].is_file() for r in results)
+
+
+def test_two_ups_of_one_stack_at_once_start_it_once(tmp_path, monkeypatch):
+    """The second `coinpulse up` (the other `make test` session on a fresh clone) waits for the first, instead of
+    starting a second broker, registry and Connect on the same ports."""
+    from coinpulse_platform.stack import Stack
+
+    monkeypatch.setenv("COINPULSE_STATE_DIR", str(tmp_path / "state"))
+    active, most = [0], [0]
+    lock = threading.Lock()
+    started, waiting = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def fake_up(self, timeout, only):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        started.set()
+        if not calls:  # the first start lasts until the second `up` is waiting
+            assert waiting.wait(60), "the second up neither waited nor overlapped"
+        calls.append(1)
+        with lock:
+            active[0] -= 1
+        return {}
+
+    monkeypatch.setattr(Stack, "_up", fake_up)
+
+    def progress(message: str) -> None:
+        if "another `coinpulse up`" in message:
+            waiting.set()
+
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            Stack(progress=progress).up()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    first = threading.Thread(target=run)
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=run)
+    second.start()
+    first.join(90)
+    second.join(90)
+    assert errors == [] and len(calls) == 2 and most[0] == 1

@@ -13,17 +13,16 @@ which share the folder) fetch once, the second waiting for the first, instead of
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from coinpulse_common.paths import repo_root, state_dir
+from coinpulse_common.proc import exclusive
 
 POM = "infra/jvm/pom.xml"
 MVN_SETTINGS = "infra/jvm/settings.xml"
@@ -104,27 +103,12 @@ def _extract(archive: Path, dest: Path) -> None:
         tf.extractall(dest, filter="data")
 
 
-@contextlib.contextmanager
-def _exclusive(root: Path, progress: Callable[[str], None]) -> Iterator[None]:
-    """Hold `<root>/.fetch.lock`; say so when another process holds it, then wait for it (released at its exit,
-    whatever the way: the kernel drops a dead process's lock)."""
-    with (root / ".fetch.lock").open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(f"another process is fetching the JVM artifacts into {root}; waiting for it to finish")
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def ensure(progress: Callable[[str], None] = print) -> dict[str, Path]:
     """Fetch (first time) or reuse every JVM artifact; returns the paths the parts run from."""
     root = jvm_dir()
     root.mkdir(parents=True, exist_ok=True)
-    with _exclusive(root, progress):
+    with exclusive(root / ".fetch.lock", progress,
+                   f"another process is fetching the JVM artifacts into {root}; waiting for it to finish"):
         return _ensure(root, progress)
 
 

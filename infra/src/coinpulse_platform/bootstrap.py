@@ -9,6 +9,9 @@ from pathlib import Path
 import httpx
 import psycopg
 from coinpulse_common.avro import REGISTRY_TIMEOUT_S, schema_text
+from coinpulse_common.logging import get_logger
+from coinpulse_common.paths import state_dir
+from coinpulse_common.proc import exclusive
 from coinpulse_common.settings import Settings
 from coinpulse_common.topics import TOPICS, TopicSpec
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
@@ -158,8 +161,14 @@ def topics(s: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
 
 
 def all_(s: Settings) -> dict:
-    created = topics(s)
-    schemas = register_schemas(s)
+    """Topics and schemas, one bootstrap at a time per state folder (two at once made the registry answer 409)."""
+    def say(message: str) -> None:
+        get_logger("coinpulse.bootstrap").info("bootstrap_waiting", message=message)
+
+    with exclusive(state_dir() / "bootstrap.lock", say,
+                   "another process is bootstrapping topics and schemas; waiting for it"):
+        created = topics(s)
+        schemas = register_schemas(s)
     return {"topics_created": created, "schemas": [c.__dict__ for c in schemas]}
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from coinpulse_common.paths import repo_root, state_dir
-from coinpulse_common.proc import alive, stop_group
+from coinpulse_common.proc import alive, exclusive, stop_group
 from coinpulse_common.settings import Settings, get_settings
 
 from coinpulse_platform import artifacts
@@ -90,7 +90,15 @@ class Stack:
             return False, f"error: {e}"
 
     def up(self, timeout: float | None = None, only: list[str] | None = None) -> dict[str, float]:
-        """Start every part (or `only` and their dependencies); returns seconds to healthy per part."""
+        """Start every part (or `only` and their dependencies); returns seconds to healthy per part.
+
+        One `up` at a time per state folder: a second one (the two `make test` sessions on a fresh clone, or two
+        terminals) waits for the first, then finds its parts healthy, instead of starting every part twice."""
+        with exclusive(self.state / "up.lock", self.progress,
+                       f"another `coinpulse up` is starting the stack in {self.state}; waiting for it"):
+            return self._up(timeout, only)
+
+    def _up(self, timeout: float | None, only: list[str] | None) -> dict[str, float]:
         timeout = timeout or self.s.start_timeout
         wanted = _with_deps(self.parts, only or list(self.parts))
         t0 = time.monotonic()

@@ -1,4 +1,5 @@
-"""Process control, once: is a pid alive, signal its process group, stop a group (TERM, wait, KILL).
+"""Process control, once: is a pid alive, signal its process group, stop a group (TERM, wait, KILL), and hold an
+exclusive lock between processes (`exclusive`).
 
 The stack supervisor (infra `stack.py`) and the detached services (infra `services.py`) both stop process groups
 this way; keeping it here removed the import cycle between those two modules.
@@ -6,10 +7,13 @@ this way; keeping it here removed the import cycle between those two modules.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 
 def alive(pid: int) -> bool:
@@ -57,3 +61,20 @@ def stop_group(pid: int, sig: int = signal.SIGTERM, timeout: float = 20.0,
             time.sleep(0.05)
     signal_group(pid, signal.SIGKILL)  # stragglers left in the group
     return in_time
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path, progress: Callable[[str], None], waiting: str) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file` (created if absent) for the block; when another process holds it, say
+    `waiting` through `progress`, then wait. The kernel releases a dead process's lock, so a kill -9 leaves none."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(waiting)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
