@@ -123,6 +123,7 @@ class KafkaBronze:
         self.schema_topic = schema_topic
         self.missing: list[str] = []
         self.detail: list[str] = []
+        self._earlier: dict[int, list[bronze.ObjectKey]] = {}  # hour start (ms) -> its objects, for _anchor_before
 
     def frames(self) -> Iterator[dict[str, Any]]:
         """The decoded values, in offset order per partition."""
@@ -223,6 +224,7 @@ class S3Bronze:
         self.store = Store(s)
         self.missing: list[str] = []
         self.detail: list[str] = []
+        self._earlier: dict[int, list[bronze.ObjectKey]] = {}  # hour start (ms) -> its objects, for _anchor_before
 
     def frames(self) -> Iterator[dict[str, Any]]:
         s, c, bucket = self.s, self.store.c, self.store.bucket
@@ -301,9 +303,10 @@ class S3Bronze:
             return None
         for back in range(2, s.backfill_s3_lookback_hours + 1):  # the hour right before the window is listed
             h = lo_hour - back * bronze.HOUR_MS
-            keys = [k for k in bronze.list_objects(c, bucket, s.backfill_s3_prefix, s.backfill_s3_source, h,
-                                                   h + bronze.HOUR_MS, topic=s.backfill_topic)
-                    if k.partition == first.partition]
+            if h not in self._earlier:  # each hour listed once, however many partitions look back through it
+                self._earlier[h] = bronze.list_objects(c, bucket, s.backfill_s3_prefix, s.backfill_s3_source, h,
+                                                       h + bronze.HOUR_MS, topic=s.backfill_topic)
+            keys = [k for k in self._earlier[h] if k.partition == first.partition]
             if keys:
                 return keys[-1]
         hrs = set(_hours_text(lo_hour, first.hour_start_ms + bronze.HOUR_MS)) & window
