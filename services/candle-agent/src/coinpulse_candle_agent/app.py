@@ -34,7 +34,7 @@ from coinpulse_mentions import comment_document, default_matcher, document_hits,
 from confluent_kafka.admin import AdminClient
 from faust.types import TP
 
-from coinpulse_candle_agent.bulk import use_bulk_transport
+from coinpulse_candle_agent.bulk import ChunkMessage, use_bulk_transport
 from coinpulse_candle_agent.clock import Timing
 from coinpulse_candle_agent.engine import CandleEngine
 from coinpulse_candle_agent.mentions import DocHits, MentionEngine
@@ -152,6 +152,8 @@ class CandleAgent:
                 self.candles.touch(m.partition, records[-1].offset)
                 await self._confirm_emitted()
                 self.candles.flush()
+                if isinstance(m, ChunkMessage):
+                    self.app.consumer.chunk_done(m)  # its offsets may be committed now (bulk.py)
             await self.app.producer.buffer.wait_until_ebb()
 
     def _handle_trades(self, partition: int, records: Any) -> None:
@@ -389,6 +391,8 @@ class CandleAgent:
 
     def metrics_text(self) -> str:
         lines = [f"coinpulse_candle_{k}_total {v}" for k, v in sorted(self.metrics.items())]
+        # fetches that skipped offsets, each read again from the gap (bulk.py)
+        lines.append(f"coinpulse_candle_gap_seeks_total {getattr(getattr(self.app, 'consumer', None), 'gap_seeks', 0)}")
         assigned = self._assigned()
         lines += [f'coinpulse_candle_assigned{{topic="{tp.topic}",partition="{tp.partition}"}} 1' for tp in assigned]
         for name, engines in (("candle", self.candles), ("mention", getattr(self, "mentions", None))):

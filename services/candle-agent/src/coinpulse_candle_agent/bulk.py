@@ -9,10 +9,21 @@ offset is the last record's. Everything else stays Faust's:
 
 - the chunk travels through the conductor, the topic's queue and the agent's stream like any message, so
   flow control, back-pressure, rebalance waits (`wait_empty`) and acking are unchanged;
-- the offsets before the chunk's last one are registered as an acknowledged gap (the mechanism Faust uses for
-  compacted topics and transaction markers); the commit logic only fills a gap up to the highest *acked*
-  offset, so a chunk's offsets are committed only after the agent has acked the chunk, i.e. processed all of it,
-  and (at-least-once) Faust flushes the producer (state changelog, candles) before it commits.
+- the committed offset of a bulk topic's partition is this module's own (`BulkConsumer._new_offset`): the agent
+  reports each chunk it has processed (`chunk_done`, after the chunk's state went to the producer), and the offset
+  moves only across a contiguous run of processed chunks that starts exactly at the committed offset (before the
+  first commit: at the first offset fetched after the last seek). A chunk fetched before the latest rebalance or
+  seek (an older `epoch`) counts for nothing: it is fetched again from the committed offset. (At-least-once) Faust
+  flushes the producer (state changelog, candles) before it commits.
+
+Why not Faust's own bookkeeping: Faust registered the offsets before a chunk's last one as an "acknowledged gap"
+when they were fetched, and at commit time it fills every gap below the highest acked offset. Its acked list also
+survives a rebalance: the chunk the agent finished while Faust revoked the partition (Faust waits for it) was
+recorded after the list had been cleared. After the reassignment that stale offset was the highest acked one, so
+the first commit filled the gaps of every chunk fetched since, processed or not, and a kill -9 then lost those
+chunks for good (CI: six candles of one market missing after two kills and a restart). Faust's head check also
+lets a commit pass over one unacked offset, and is skipped while the committed offset is 0. (Faust's Cython stream
+iterator acks inline, so `Consumer.ack` cannot be overridden; hence the agent's explicit report.)
 
 Other topics (tables' changelogs during recovery, the mention topics) keep the per-record path.
 
@@ -43,9 +54,9 @@ from faust.types.tuples import ConsumerMessage, Message
 class ChunkMessage(ConsumerMessage):
     """A consumer message standing for a run of records of one partition (`records`, in offset order)."""
 
-    __slots__ = ("records",)
+    __slots__ = ("epoch", "records")
 
-    def __init__(self, tp: TP, records: list[Any], generation_id: int | None):
+    def __init__(self, tp: TP, records: list[Any], generation_id: int | None, epoch: int = 0):
         last = records[-1]
         super().__init__(
             tp.topic, tp.partition, last.offset,
@@ -54,6 +65,23 @@ class ChunkMessage(ConsumerMessage):
             generation_id=generation_id,
         )
         self.records = records
+        self.epoch = epoch  # BulkConsumer's seek epoch when fetched
+
+
+def contiguous_end(chunks: list[tuple[int, int]] | None, base: int | None) -> int | None:
+    """The next offset after the run of `chunks` ((first, last) offsets, any order) that starts at `base`, or None
+    when that run is empty; the chunks it covers (and any already below `base`) are removed from the list."""
+    if not chunks or base is None:
+        return None
+    chunks.sort()
+    end, used = base, 0
+    for first, last in chunks:
+        if first > end:
+            break  # a chunk not yet acked (or not yet fetched) lies between
+        end = max(end, last + 1)
+        used += 1
+    del chunks[:used]
+    return end if end > base else None
 
 
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -64,16 +92,99 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class BulkConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, but records of bulk topics come out as one ChunkMessage per partition, and only
-    committed records are read."""
+    """Faust's aiokafka consumer, but records of bulk topics come out as one ChunkMessage per partition, in an
+    unbroken run from the committed offset, committed only as far as the agent has processed them, and only
+    committed records are read (module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._chunks: dict[TP, list[tuple[int, int]]] = {}  # processed, not yet committed: (first, last) offsets
+        self._base: dict[TP, int] = {}  # where this epoch's run starts (the committed offset, or the first offset)
+        self._next: dict[TP, int] = {}  # the next offset the agent must be given, in this epoch
+        self._epoch = 0  # +1 at every rebalance and seek: chunks fetched before it count for nothing
+        self.gap_seeks = 0  # times a fetch skipped offsets and the partition was read again from the gap
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def _new_epoch(self) -> None:
+        self._epoch += 1
+        self._chunks.clear()
+        self._base.clear()
+        self._next.clear()
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self._new_epoch()
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self._new_epoch()
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def perform_seek(self) -> None:
+        """Every stream partition back to its committed offset, one without a committed offset to its first offset
+        (`auto_offset_reset=earliest`; aiokafka's seek to the committed offsets leaves such a partition wherever
+        its fetcher got to, and the records fetched before a rebalance or before recovery finished, which the
+        stream drops, were never read again). From here on the bulk partitions' runs start at those offsets."""
+        await super().perform_seek()
+        changelogs = set(self.app.tables.changelog_topics)
+        streams = [tp for tp in self.assignment() if tp.topic not in changelogs]
+        fresh = [tp for tp in streams if not self._committed_offset[tp]]
+        earliest = dict(await self.earliest_offsets(*fresh)) if fresh else {}
+        if fresh:
+            await self.seek_wait({tp: earliest[tp] for tp in fresh if earliest.get(tp) is not None})
+        self._new_epoch()
+        bulk = self.transport.bulk_topics  # type: ignore[attr-defined]
+        for tp in streams:
+            start = self._committed_offset[tp] or earliest.get(tp)
+            if tp.topic in bulk and start is not None:
+                self._base[tp] = self._next[tp] = start
+
+    def chunk_done(self, message: ChunkMessage) -> None:
+        """The agent has processed every record of `message` (and handed its state to the producer): its offsets
+        may be committed once the chunks before it are done too. A chunk of an earlier epoch is ignored: it is
+        fetched again from the committed offset."""
+        if message.epoch == self._epoch:
+            self._chunks.setdefault(message.tp, []).append((message.records[0].offset, message.offset))
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit for `tp`: the end of the contiguous run of processed chunks from the committed
+        offset (module doc); None when there is nothing new to commit."""
+        if tp.topic not in self.transport.bulk_topics:  # type: ignore[attr-defined]
+            return super()._new_offset(tp)
+        self._acked[tp].clear()  # Faust's own acks of chunk messages (one offset each) are not used
+        self._acked_index[tp].clear()
+        return contiguous_end(self._chunks.get(tp), self._committed_offset[tp] or self._base.get(tp))
+
+    async def _in_run(self, tp: TP, recs: list[Any]) -> list[Any]:
+        """The part of a fetched run of `tp` that continues this epoch's run: records already given are dropped;
+        a run that starts beyond the next offset (records fetched before a seek, then dropped) is refused and the
+        partition is read again from the next offset, unless those offsets no longer exist (retention)."""
+        nxt = self._next.get(tp)
+        if nxt is None:
+            return recs  # before the first seek of an assignment: read, never committed (an older epoch)
+        if recs[-1].offset < nxt:
+            return []
+        if recs[0].offset > nxt:
+            earliest = (await self.earliest_offsets(tp)).get(tp)
+            if earliest is None or earliest <= nxt:
+                self.gap_seeks += 1
+                self.log.warning(f"fetched {tp} from offset {recs[0].offset}, expected {nxt}: reading it again "
+                                 f"from {nxt}")
+                await self.seek(tp, nxt)
+                return []
+            # deleted before they were read (the retention check reports such an overrun): nothing to wait for
+            self.log.warning(f"{tp} offsets {nxt}..{recs[0].offset - 1} no longer exist (retention)")
+            self._chunks.setdefault(tp, []).append((nxt, recs[0].offset - 1))
+        elif recs[0].offset < nxt:
+            recs = [r for r in recs if r.offset >= nxt]
+        self._next[tp] = recs[-1].offset + 1
+        return recs
+
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # type: ignore[override]  # noqa: ASYNC109 - Faust signature
         bulk_topics: frozenset[str] = self.transport.bulk_topics  # type: ignore[attr-defined]
         records, active_partitions = await self._wait_next_records(timeout)
-        generation_id = self.app.consumer_generation_id
+        generation_id, epoch = self.app.consumer_generation_id, self._epoch
         if records is None or self.should_stop:
             return
         if not self.flow_active:
@@ -83,18 +194,22 @@ class BulkConsumer(faust_aiokafka.Consumer):
                 self.log.warning(f"exception performing seek when flow not active {exc}")
             return
         to_message = self._to_message
+
+        def current() -> bool:
+            return self.flow_active and self.app.consumer_generation_id == generation_id and self._epoch == epoch
+
         for tp, recs in records.items():
-            if not self.flow_active or self.app.consumer_generation_id != generation_id:
-                break  # rebalancing: what is not yielded is fetched again from the committed offsets
+            if not current():
+                break  # rebalancing or seeking: what is not yielded is fetched again from the committed offsets
             if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
                 continue
             if not recs:
                 continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             if tp.topic in bulk_topics:
-                if len(recs) > 1:  # [first, last): acked once the chunk (offset `last`) is acked
-                    await self._add_gap(tp, recs[0].offset, recs[-1].offset - 1)
-                yield tp, ChunkMessage(tp, recs, generation_id)
+                recs = await self._in_run(tp, recs)
+                if recs and current():
+                    yield tp, ChunkMessage(tp, recs, generation_id, epoch)
             else:
                 for rec in recs:
                     yield tp, to_message(tp, rec)
