@@ -227,3 +227,26 @@ async def test_bad_link_requests_get_400(client, url):
 async def test_link_with_the_database_down_is_an_error_not_no_data(client):
     r = await client.get("/api/link?market=KRW-BTC")
     assert r.status == 503 and "error" in await r.json()
+
+
+async def test_shutdown_sends_a_swallowed_cancel_again():
+    """Python 3.11's wait_for can swallow a cancel (cpython#86296; CI hung 600 s tearing the app down): a watcher
+    that ignores its first cancel still ends, and the stop returns."""
+    from coinpulse_dashboard.app import _stop
+
+    cancels = []
+
+    async def stubborn():
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancels.append(1)
+                if len(cancels) > 1:
+                    raise
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(30):
+        await _stop([task])
+    assert task.cancelled() and len(cancels) == 2

@@ -229,11 +229,12 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
             await resp.write(_event("health", st["health"]))
         while True:
             try:
-                kind, data = await asyncio.wait_for(q.get(), 15.0)
+                async with asyncio.timeout(15.0):
+                    kind, data = await q.get()
                 await resp.write(_event(kind, data))
             except TimeoutError:
                 await resp.write(b": keep-alive\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:  # the viewer left; a cancel (server shutting down) goes on up
         pass
     finally:
         st["subscribers"].discard(q)
@@ -297,6 +298,18 @@ async def _watch_health(app: web.Application) -> None:
         await asyncio.sleep(s.dashboard_health_s)
 
 
+async def _stop(tasks: list[asyncio.Task]) -> None:
+    """Cancel the watchers and wait until they have ended. A cancel that a library swallowed (Python 3.11's wait_for
+    does, cpython#86296) is sent again, so shutting down never hangs on one lost cancel."""
+    pending = set(tasks)
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+        if pending:
+            log.warning("watcher ignored its cancel; cancelling again", tasks=len(pending))
+
+
 async def _lifecycle(app: web.Application):
     s = app[S_KEY]
     pool = AsyncConnectionPool(
@@ -310,9 +323,7 @@ async def _lifecycle(app: web.Application):
     app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.dashboard_probe_timeout_s))
     tasks = [asyncio.create_task(_watch_version(app)), asyncio.create_task(_watch_health(app))]
     yield
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await _stop(tasks)
     await app[HTTP].close()
     await pool.close()
 

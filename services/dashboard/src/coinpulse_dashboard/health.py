@@ -52,8 +52,9 @@ def _age(now: float, v) -> float | None:
 
 
 async def _guard(name: str, timeout_s: float, fn: Callable[[], Awaitable[dict]]) -> dict:
-    try:
-        return await asyncio.wait_for(fn(), timeout_s)
+    try:  # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel (cpython#86296)
+        async with asyncio.timeout(timeout_s):
+            return await fn()
     except Exception as e:  # noqa: BLE001 - any failure of a component is a state to show, not an error
         msg = str(e) or type(e).__name__
         return {"state": "down", "error": f"{type(e).__name__}: {msg}"[:300]}

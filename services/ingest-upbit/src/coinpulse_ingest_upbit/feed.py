@@ -194,6 +194,7 @@ class Feed:
             self.stats.reconnects += 1
             delay = reconnect_delay(attempt, s.reconnect_base_s, s.reconnect_cap_s)
             try:
-                await asyncio.wait_for(stop_event.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await stop_event.wait()
             except TimeoutError:
                 pass

@@ -142,7 +142,8 @@ class SimServer:
                     conn.wake.clear()
                     if conn.window:
                         try:
-                            await asyncio.wait_for(conn.wake.wait(), 0.2)
+                            async with asyncio.timeout(0.2):
+                                await conn.wake.wait()
                         except TimeoutError:
                             conn.flush_window()
                     else:
