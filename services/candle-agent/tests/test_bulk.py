@@ -237,3 +237,14 @@ async def test_drain_waits_for_the_message_the_sender_has_taken_from_the_queue()
         assert ch.published == [7]
     finally:
         await buf.stop()
+
+
+def test_the_consumer_finds_an_internal_topic_created_just_before_it_subscribed():
+    """Faust creates the mention-hits topic just before subscribing; when the broker's metadata does not show it yet,
+    the group forms without it, and the consumer rebalances onto it only at its next metadata refresh (a fresh-clone
+    demo waited aiokafka's default 5 min for its first mentions). The app refreshes within seconds."""
+    from coinpulse_candle_agent.app import CandleAgent
+    from coinpulse_candle_agent.settings import CandleSettings
+
+    app = CandleAgent(CandleSettings(), trade_partitions=3).app
+    assert app.conf.consumer_metadata_max_age_ms <= 10_000

@@ -53,6 +53,7 @@ log = get_logger("coinpulse.candle_agent")
 SERVICE = "candle-agent"
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 TRADE_METRIC = {"ok": "trades_ok", "dup": "trades_duplicate", "late": "trades_late"}
+METADATA_MAX_AGE_MS = 5_000  # see the App's consumer_metadata_max_age_ms
 RAW_TABLE = {"key_type": bytes, "value_type": bytes, "schema": faust.Schema(**RAW)}
 
 
@@ -100,6 +101,11 @@ class CandleAgent:
             stream_buffer_maxsize=64,
             broker_commit_every=max(10_000, s.candle_batch_size),
             table_standby_replicas=0,
+            # Faust creates its internal topics (the mention hits) just before it subscribes; when the broker's
+            # metadata does not show a new topic yet, the group is formed without it ("Ignoring missing topic") and
+            # the consumer only notices at its next metadata refresh (5 min by default: the demo waited that long
+            # for its first mentions). A refresh every few seconds finds it and rebalances.
+            consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
             broker_session_timeout=s.candle_session_timeout_s,
             broker_heartbeat_interval=max(1.0, s.candle_session_timeout_s / 10),
             web_enabled=True,
