@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 import pytest
 from coinpulse_common.kafka import admin, producer
+from coinpulse_common.settings import env_var
 from coinpulse_flows import tiering
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_flows.storage import Store
@@ -19,19 +20,33 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
 
+def set_flow_settings(monkeypatch: pytest.MonkeyPatch, **settings: object) -> None:
+    """Set flow settings the way a worker gets them, in its environment (flows take no settings parameter)."""
+    for field, value in settings.items():
+        monkeypatch.setenv(env_var(FlowSettings, field), value if isinstance(value, str) else json.dumps(value))
+
+
+@pytest.fixture
+def flow_settings(monkeypatch) -> object:
+    """`flow_settings(field=value, ...)`: flow settings confined to this test (see set_flow_settings)."""
+    return lambda **settings: set_flow_settings(monkeypatch, **settings)
+
+
 def today() -> date:
     return datetime.now(UTC).date()
 
 
 @pytest.fixture
-def flow_env(stack, unique, tmp_path) -> Iterator[dict]:
-    """Settings overrides confined to this test: own schema, own S3 prefix, own archive dir; removed afterwards."""
+def flow_env(stack, unique, tmp_path, monkeypatch) -> Iterator[dict]:
+    """Settings overrides confined to this test: own schema, own S3 prefix, own archive dir; removed afterwards.
+    They are in the environment too, where the flows read them."""
     schema = f"zz_flows_{unique}"
     overrides = {"tier_schemas": [schema], "tier_prefix": f"test-flows-{unique}/",
                  "archive_dir_override": str(tmp_path / "archive"), "backup_prefix": f"test-flows-{unique}/backups/",
                  "marts_schema": f"{schema}_marts", "trades_table": f"{schema}.trades",
                  "candles_table": f"{schema}.candles", "mentions_table": f"{schema}.mentions_1m"}
     s = FlowSettings(**overrides)
+    set_flow_settings(monkeypatch, **overrides)
     with psycopg.connect(s.pg_dsn(), autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {schema}")
         c.execute(f"GRANT USAGE ON SCHEMA {schema} TO coinpulse_reader")

@@ -5,6 +5,7 @@ server, executed by the serve process in a process of its own; then `GET /metric
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import time
 import httpx
 import pytest
 from coinpulse_common.kafka import consumer
+from coinpulse_common.settings import env_var
 from coinpulse_flows.settings import FlowSettings
 from coinpulse_testing.net import free_port
 from confluent_kafka import TopicPartition
@@ -43,12 +45,16 @@ def scrape(url: str) -> dict[str, float]:
 
 @pytest.fixture
 def served(stack, unique, tmp_path):
-    """The serve process (its metrics URL and the deployment's id), stopped and its deployment deleted after."""
+    """The serve process (its metrics URL and the deployment's id), stopped and its deployment deleted after.
+    Its settings are in its environment, like a worker's: a flow run's parameters cannot set them. The consumer
+    groups it checks are the test's two."""
     port, name = free_port(), f"test-{unique}"
+    groups = json.dumps([f"t{unique}-overrun", f"t{unique}-healthy"])
     api = FlowSettings().prefect_api
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - the child writes it; closed at teardown
     proc = subprocess.Popen([sys.executable, "-c", SERVE, name], env={**os.environ, "PREFECT_API_URL": api,
-                            "COINPULSE_FLOWS_METRICS_PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT,
+                            "COINPULSE_FLOWS_METRICS_PORT": str(port),
+                            env_var(FlowSettings, "lag_groups"): groups}, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     dep = None
     try:
@@ -56,7 +62,7 @@ def served(stack, unique, tmp_path):
         while dep is None:
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             assert time.monotonic() < deadline, f"deployment data-checks/{name} not registered in 120 s"
-            r = httpx.get(f"{api}/deployments/name/data-checks/{name}", timeout=10)
+            r = httpx.get(f"{api}/deployments/name/data-checks/{name}", timeout=10, headers=AUTH())
             if r.status_code == 200:
                 dep = r.json()
             else:
@@ -71,7 +77,11 @@ def served(stack, unique, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         if dep is not None:
-            httpx.delete(f"{api}/deployments/{dep['id']}", timeout=10)
+            httpx.delete(f"{api}/deployments/{dep['id']}", timeout=10, headers=AUTH())
+
+
+def AUTH() -> dict[str, str]:  # noqa: N802 - reads like the constant it is
+    return FlowSettings().prefect_headers()
 
 
 RETRYABLE = {429, 502, 503}  # what a busy Prefect server answers (its SQLite locked): Prefect's own client retries them
@@ -81,7 +91,7 @@ def prefect_call(method: str, url: str, **kw) -> httpx.Response:
     """One Prefect API call, retried while the server answers "busy" (for up to 60 s), then raised for status."""
     deadline = time.monotonic() + 60
     while True:
-        r = httpx.request(method, url, timeout=10, **kw)
+        r = httpx.request(method, url, timeout=10, headers=AUTH(), **kw)
         if r.status_code not in RETRYABLE or time.monotonic() > deadline:
             return r.raise_for_status()
         time.sleep(1)  # back off before asking a busy server again
@@ -110,7 +120,7 @@ def test_the_serve_process_serves_what_its_flow_runs_set(stack, unique, expired_
             for g in (overrun, healthy)}
     assert lost[overrun] not in scrape(served["metrics"])  # up, and nothing set yet
 
-    params = {"only": ["consumer_lag"], "settings": {"lag_groups": [overrun, healthy]}}
+    params = {"only": ["consumer_lag"]}
     run = run_deployment(served, params)
     assert run["state"]["type"] == "FAILED", run["state"]  # the overrun fails the check
     got = scrape(served["metrics"])

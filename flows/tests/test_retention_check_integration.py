@@ -22,7 +22,8 @@ def commit(stack, group: str, topic: str, offset: int) -> None:
         c.close()
 
 
-def test_a_group_committed_below_the_log_start_fails_the_check_with_what_it_lost(stack, unique, expired_topic):
+def test_a_group_committed_below_the_log_start_fails_the_check_with_what_it_lost(stack, unique, expired_topic,
+                                                                                flow_settings):
     overrun, healthy = f"t{unique}-overrun", f"t{unique}-healthy"
     commit(stack, overrun, expired_topic, 5)
     commit(stack, healthy, expired_topic, 15)
@@ -35,15 +36,17 @@ def test_a_group_committed_below_the_log_start_fails_the_check_with_what_it_lost
     assert REGISTRY.get_sample_value("coinpulse_consumer_records_lost",
                                      {"group": healthy, "topic": expired_topic, "partition": "0"}) == 0
 
-    state = flows.data_checks(only=["consumer_lag"], settings={"lag_groups": [overrun, healthy]}, return_state=True)
+    flow_settings(lag_groups=[overrun, healthy])
+    state = flows.data_checks(only=["consumer_lag"], return_state=True)
     assert state.is_failed()
     assert f"group {overrun} lost 7 records of {expired_topic} partition 0" in state.message
     assert healthy not in state.message
 
 
-def test_a_group_at_or_above_the_log_start_passes(stack, unique, expired_topic):
+def test_a_group_at_or_above_the_log_start_passes(stack, unique, expired_topic, flow_settings):
     at, above = f"t{unique}-at", f"t{unique}-above"
     commit(stack, at, expired_topic, 12)  # the next record it reads is the oldest one still there: nothing lost
     commit(stack, above, expired_topic, 20)
     assert checks.retention_overrun(FlowSettings(lag_groups=[at, above])) == []
-    assert flows.data_checks(only=["consumer_lag"], settings={"lag_groups": [at, above]})["checks"] == ["consumer_lag"]
+    flow_settings(lag_groups=[at, above])
+    assert flows.data_checks(only=["consumer_lag"])["checks"] == ["consumer_lag"]

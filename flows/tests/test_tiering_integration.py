@@ -42,7 +42,8 @@ def _run_tier_in_subprocess(overrides: dict, crash_at: str, what: str) -> int:
 
 def _flow_run_state(state) -> str:
     run_id = state.state_details.flow_run_id
-    r = httpx.get(f"{os.environ['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10)
+    r = httpx.get(f"{os.environ['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10,
+                  headers=FlowSettings().prefect_headers())
     r.raise_for_status()
     return r.json()["state"]["type"]
 
@@ -63,7 +64,7 @@ def test_partitions_move_down_the_tiers_verified_and_crash_safe(flow_env, helper
     assert _rows(s, schema) == before
 
     # the daily flow, through the Prefect server, finishes the job
-    state = flows.tier_postgres(settings=ov, return_state=True)
+    state = flows.tier_postgres(return_state=True)
     assert state.is_completed() and _flow_run_state(state) == "COMPLETED"
     assert partitions_of(s, schema) == {f"trades_{today() - timedelta(days=3):%Y%m%d}"}
     m15, m61 = store.manifest(key15), store.manifest(key61)
@@ -75,14 +76,14 @@ def test_partitions_move_down_the_tiers_verified_and_crash_safe(flow_env, helper
     local61 = Path(ov["archive_dir_override"]) / key61
     assert local61.exists() and store.head(key61) is not None
     assert _rows(s, schema) == before
-    state = flows.tier_archive(settings=ov, return_state=True)
+    state = flows.tier_archive(return_state=True)
     assert state.is_completed() and _flow_run_state(state) == "COMPLETED"
     assert store.head(key61) is None and store.head(key15) is not None and local61.exists()
     assert [r["state"] for r in state.result()] == ["already-archived"]
     assert _rows(s, schema) == before
 
     # a second run of either flow has nothing left to do
-    assert flows.tier_postgres(settings=ov) == [] and flows.tier_archive(settings=ov) == []
+    assert flows.tier_postgres() == [] and flows.tier_archive() == []
 
 
 def test_a_copy_that_fails_verification_deletes_nothing(flow_env, helpers):

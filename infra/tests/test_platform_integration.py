@@ -14,6 +14,7 @@ import pytest
 from coinpulse_common.avro import TopicCodec, schema_text
 from coinpulse_common.kafka import producer
 from coinpulse_common.s3 import client as s3_client
+from coinpulse_common.settings import PREFECT_AUTH_SECRET, local_secret_path
 from coinpulse_testing.procs import spawn_python, stop
 from coinpulse_testing.wait import wait_for
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -132,7 +133,17 @@ def test_s3_put_list_get(stack, unique):
 def test_prefect_ui_and_api_answer(stack):
     ui = httpx.get(f"http://{stack.host}:{stack.prefect_port}/", timeout=10, follow_redirects=True)
     assert ui.status_code == 200 and "<html" in ui.text.lower()
-    assert httpx.get(f"{stack.prefect_api}/health", timeout=10).status_code == 200
+    assert httpx.get(f"{stack.prefect_api}/health", timeout=10).status_code == 200  # open, for probes
+
+
+def test_prefect_api_requires_the_stacks_auth_string(stack):
+    """Whoever reaches the API could start any flow run: it takes only the auth string the stack made (mode 0600)."""
+    url = f"{stack.prefect_api}/flow_runs/filter"
+    assert httpx.post(url, json={"limit": 1}, timeout=10).status_code == 401
+    assert httpx.post(url, json={"limit": 1}, timeout=10, auth=("coinpulse", "guess")).status_code == 401
+    assert httpx.post(url, json={"limit": 1}, timeout=10, headers=stack.prefect_headers()).status_code == 200
+    secret = local_secret_path(PREFECT_AUTH_SECRET)
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.read_text().strip() == stack.prefect_auth()
 
 
 def test_registry_enforces_backward_compatibility(stack, unique):
@@ -151,6 +162,23 @@ def test_registry_enforces_backward_compatibility(stack, unique):
     with pytest.raises(SchemaRegistryError):
         client.register_schema(subject, Schema(json.dumps(bad), "AVRO"))
     assert client.get_latest_version(subject).version == 2
+
+
+def test_registry_refuses_deletes_through_its_own_api(stack, unique):
+    """A deleted subject or version turns every record in flight under its ids into dead letters: Apicurio's own API
+    takes no delete of an artifact, a version or a group. (Its Confluent-compatible API has no such switch in 3.3.3
+    and still deletes: the README says so, and the registry listens on 127.0.0.1 only.)"""
+    client = SchemaRegistryClient({"url": stack.registry})
+    subject = f"test.nodelete.{unique}-value"
+    v1 = {"type": "record", "name": "T", "namespace": "it", "fields": [{"name": "a", "type": "string"}]}
+    schema_id = client.register_schema(subject, Schema(json.dumps(v1), "AVRO"))
+    for url in (f"{stack.registry_native}/groups/default/artifacts/{subject}",
+                f"{stack.registry_native}/groups/default/artifacts/{subject}/versions/1",
+                f"{stack.registry_native}/groups/default"):
+        r = httpx.delete(url, timeout=10)
+        assert r.status_code == 405 and "not enabled" in r.text, (url, r.status_code, r.text[:300])
+    assert client.get_latest_version(subject).version == 1
+    assert json.loads(client.get_schema(schema_id).schema_str)["name"] == "T"
 
 
 def test_schemas_check_cli_reports_the_tree_as_registered(stack):

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-from coinpulse_candle_agent.trades import Trade
+from coinpulse_common import topics
 from coinpulse_common.settings import Settings
 from coinpulse_mentions import default_matcher, doc_hits
 from coinpulse_platform.isolated import cli
@@ -35,7 +35,7 @@ from coinpulse_sink.rewind import CONVERTER_STAGES, RewindLedger, replay_key
 from coinpulse_testing.kafka import read_messages, topic_size
 from coinpulse_testing.net import get_json as get
 from coinpulse_testing.procs import Procs, kill9_pid
-from coinpulse_testing.reference import candle_diff, reference_candles
+from coinpulse_testing.reference import candle_diff, reference_candles, sim_trades
 from coinpulse_testing.stacks import isolated_stack_fixture, part_pid, settings_of
 from coinpulse_testing.wait import wait_for
 from confluent_kafka import Consumer, TopicPartition
@@ -63,6 +63,29 @@ def pg_rows(env, sql: str) -> list[tuple]:
 
 def ms(v) -> int:
     return v if isinstance(v, int) else int(round(v.timestamp() * 1000))
+
+
+def where_missing(env, bad: dict[tuple[str, int], list[str]]) -> str:
+    """Which stage lost the candles missing from PostgreSQL: are they in candle.1m (then the sink), or not (the
+    agent)? For the failure message only."""
+    missing = {topics.gold_key(m, b).encode() for (m, b), d in bad.items() if d == ["missing"]}
+    if not missing:
+        return "none missing"
+    in_topic = {m.key() for m in read_messages(settings_of(env), topics.CANDLE_1M, timeout=30)} & missing
+    return f"{len(in_topic)} of the {len(missing)} missing candles are in {topics.CANDLE_1M} (the rest never left the agent)"
+
+
+def agent_state(env, tmp_path) -> str:
+    """The candle agent's view of its inputs (/health) for a failure message; its task stacks go to a file."""
+    base = f"http://127.0.0.1:{env['COINPULSE_CANDLE_METRICS_PORT']}"
+    try:
+        body = httpx.get(base + "/health", timeout=10).json()
+        (tmp_path / "candle-agent-tasks.txt").write_text(httpx.get(base + "/debug/tasks", timeout=10).text)
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"agent /health: {exc!r}"
+    return (f"agent ok {body.get('ok')} ({body.get('reason')}), rebalancing {body.get('rebalancing')}, recovered "
+            f"{body.get('recovered')}, inputs {body.get('inputs')}, fetch {body.get('fetch')}, busy {body.get('busy')}, counts {body.get('counts')}; "
+            f"task stacks in {tmp_path / 'candle-agent-tasks.txt'}")
 
 
 def candles_in_pg(env) -> dict[tuple[str, int], dict]:
@@ -220,10 +243,8 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
 
         # candles: the reference over the simulator's unique trade history
         history = get(up_url + "/sim/trades")["trades"]
-        unique = {(t["market"], t["sequential_id"]): t for t in history}
-        want = {(m, b): c for (_, m, b), c in reference_candles(
-            [Trade(t["market"], t["sequential_id"], t["trade_timestamp"], t["price"], t["volume"],
-                   t["ask_bid"] == "BID") for t in unique.values()], intervals=("1m",)).items()}
+        unique = sim_trades(history)
+        want = {(m, b): c for (_, m, b), c in reference_candles(unique, intervals=("1m",)).items()}
         assert len(want) >= 3 * 2
 
         def candle_diffs():
@@ -236,8 +257,9 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
         deadline = time.monotonic() + 120
         while (diffs := candle_diffs()) != ({}, set()):
             assert time.monotonic() < deadline, (
+                f"{procs.tail('candle-agent', 1500)}\n"  # the diagnosis last: CI shows the end of a long message
                 f"{len(diffs[0])}/{len(want)} candles differ, extra {sorted(diffs[1])[:3]}: "
-                f"{list(diffs[0].items())[:3]}\n{procs.tail('candle-agent')}")
+                f"{list(diffs[0].items())[:3]}; {where_missing(env, diffs[0])}; {agent_state(env, tmp_path)}")
             time.sleep(1)
 
         # community: the site after the crawler has caught up; mentions equal the matcher over it
@@ -270,7 +292,8 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
             assert time.monotonic() < deadline, (
                 f"{len(missing)}/{len(want_mentions)} mention buckets differ, extra "
                 f"{sorted(set(got_m) - set(want_mentions))[:3]}: "
-                f"{[(k, v, got_m.get(k)) for k, v in list(missing.items())[:3]]}; {connect_dead_letters(env)}")
+                f"{[(k, v, got_m.get(k)) for k, v in list(missing.items())[:3]]}; {connect_dead_letters(env)}; "
+                f"{agent_state(env, tmp_path)}")
             time.sleep(1)
 
         # Connect dead-letters a good record when the registry is down as its converter meets it (a restarted
@@ -292,7 +315,10 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
         wait_for(lambda: committed_count(env, "dlq.crawl-dc") >= bad_pages, 120,
                  f"{bad_pages} dead letters in dlq.crawl-dc")
         assert committed_count(env, "dlq.crawl-dc") == bad_pages
-        print(f"fault e2e: {len(unique)} trades, {len(want)} candles, {len(want_mentions)} mention buckets, "
+        metrics = httpx.get(f"http://127.0.0.1:{env['COINPULSE_CANDLE_METRICS_PORT']}/metrics", timeout=10).text
+        agent_counts = {line.split()[0]: line.split()[1] for line in metrics.splitlines()
+                        if line.startswith(("coinpulse_candle_stale_read_offsets", "coinpulse_candle_input_stall"))}
+        print(f"fault e2e: agent {agent_counts}; {len(unique)} trades, {len(want)} candles, {len(want_mentions)} mention buckets, "
               f"{len(posts)} posts, {len(comments)} comments, {malformed} malformed frames, {bad_pages} malformed pages; "
               f"faults done at {faults_done:.0f}s, total {time.monotonic() - t0:.0f}s")
     finally:

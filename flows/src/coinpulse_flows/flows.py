@@ -24,8 +24,11 @@ class DataCheckFailed(RuntimeError):
     pass
 
 
-def _settings(overrides: dict | None) -> FlowSettings:
-    return FlowSettings(**(overrides or {}))
+def _settings() -> FlowSettings:
+    """The flows' settings come from the environment of the process that runs them (the worker), never from a
+    flow's parameters: whoever can reach the Prefect API can start a run, and must not choose the endpoints, paths
+    or binaries it uses (a backup pointed at another S3 endpoint, a `pg_bin` of their own)."""
+    return FlowSettings()
 
 
 def _artifact(key: str, rows: list[dict], description: str) -> None:
@@ -46,9 +49,9 @@ def archive_object(s: FlowSettings, key: str) -> dict:
 
 
 @flow(name="tier-postgres-to-s3", log_prints=True)
-def tier_postgres(today: date | None = None, settings: dict | None = None) -> list[dict]:
+def tier_postgres(today: date | None = None) -> list[dict]:
     """Export every day partition older than `tier_after_days` to Parquet on S3, verify, then drop it."""
-    s = _settings(settings)
+    s = _settings()
     Store(s).ensure_bucket()
     due = tiering.due_partitions(s, today)
     get_run_logger().info("%d partitions due (older than %d days)", len(due), s.tier_after_days)
@@ -58,9 +61,9 @@ def tier_postgres(today: date | None = None, settings: dict | None = None) -> li
 
 
 @flow(name="tier-s3-to-archive", log_prints=True)
-def tier_archive(today: date | None = None, settings: dict | None = None) -> list[dict]:
+def tier_archive(today: date | None = None) -> list[dict]:
     """Copy S3 objects older than `archive_after_days` to the local archive, verify, then delete them from S3."""
-    s = _settings(settings)
+    s = _settings()
     keys = tiering.archive_due(s, Store(s), today)
     get_run_logger().info("%d objects due (older than %d days)", len(keys), s.archive_after_days)
     out = [archive_object(s, k) for k in keys]
@@ -79,9 +82,9 @@ def restore_dump(s: FlowSettings, key: str | None) -> dict:
 
 
 @flow(name="backup-postgres", log_prints=True)
-def backup_postgres(settings: dict | None = None) -> dict:
+def backup_postgres() -> dict:
     """pg_dump to S3, then drop dumps beyond the retention."""
-    s = _settings(settings)
+    s = _settings()
     Store(s).ensure_bucket()
     r = dump_database(s)
     _artifact("backup-postgres", [{k: v for k, v in r.items() if k != "deleted"} | {"deleted": len(r["deleted"])}],
@@ -90,9 +93,9 @@ def backup_postgres(settings: dict | None = None) -> dict:
 
 
 @flow(name="restore-check", log_prints=True)
-def restore_check(key: str | None = None, settings: dict | None = None) -> dict:
+def restore_check(key: str | None = None) -> dict:
     """Restore the newest dump (or `key`) into a scratch database and compare it with the dump's contents."""
-    s = _settings(settings)
+    s = _settings()
     r = restore_dump(s, key)
     _artifact("restore-check", [r], "restore check")
     return r
@@ -104,15 +107,15 @@ def refresh_marts_task(s: FlowSettings, as_of: datetime | None) -> dict:
 
 
 @flow(name="gold-marts", log_prints=True)
-def gold_marts(as_of: datetime | None = None, settings: dict | None = None) -> dict:
+def gold_marts(as_of: datetime | None = None) -> dict:
     """Recompute the KPI marts and publish new mention spikes."""
-    return refresh_marts_task(_settings(settings), as_of)
+    return refresh_marts_task(_settings(), as_of)
 
 
 @flow(name="backfill", log_prints=True)
-def backfill(start: datetime, end: datetime, source: str = "kafka", settings: dict | None = None) -> dict:
+def backfill(start: datetime, end: datetime, source: str = "kafka") -> dict:
     """Rebuild silver trades and gold candles for [start, end) from bronze (Kafka or the S3 bronze archive)."""
-    r = asdict(backfill_mod.rebuild(_settings(settings), start, end, source))
+    r = asdict(backfill_mod.rebuild(_settings(), start, end, source))
     _artifact("backfill", [r], "backfill")
     return r
 
@@ -147,9 +150,9 @@ CHECKS = {"candle_gaps": check_candle_gaps, "crawl_freshness": check_crawl_fresh
 
 
 @flow(name="data-checks", log_prints=True)
-def data_checks(only: list[str] | None = None, settings: dict | None = None) -> dict:
+def data_checks(only: list[str] | None = None) -> dict:
     """Run the data checks; the run fails with every problem found (or every check that could not run)."""
-    s = _settings(settings)
+    s = _settings()
     problems: list[str] = []
     ran = []
     for name, check in CHECKS.items():

@@ -85,7 +85,7 @@ def connect(s: FlowSettings) -> duckdb.DuckDBPyConnection:
         f"CREATE SECRET coinpulse_s3 (TYPE s3, KEY_ID {_lit(s.s3_access_key)}, SECRET {_lit(s.s3_secret_key)}, "
         f"ENDPOINT {_lit(endpoint)}, USE_SSL {str(s.s3.startswith('https')).lower()}, URL_STYLE 'path', "
         f"REGION {_lit(s.s3_region)})")
-    dsn = (f"host={s.host} port={s.postgres_port} dbname={s.pg_database} user={READER_ROLE} "
+    dsn = (f"host={s.pg_host or s.host} port={s.postgres_port} dbname={s.pg_database} user={READER_ROLE} "
            f"password={s.pg_reader_password}")
     con.execute(f"ATTACH {_lit(dsn)} AS pg (TYPE postgres, READ_ONLY)")
     return con
@@ -169,7 +169,8 @@ def build_views(s: FlowSettings, con: duckdb.DuckDBPyConnection, store: Store | 
     """Create one view per entity; returns entity → SQL of its view."""
     store = store or Store(s)
     files = tier_files(s, store)
-    with psycopg.connect(s.pg_dsn(), autocommit=True) as conn:
+    # read-only, as the views' own connection below: `coinpulse query` never needs more than the reader role
+    with psycopg.connect(s.pg_dsn(READER_ROLE, s.pg_reader_password), autocommit=True) as conn:
         parts = discover(conn, s.tier_schemas)
         partitioned = {r[0] for r in conn.execute(
             "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "

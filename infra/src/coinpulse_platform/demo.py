@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
-from coinpulse_common.settings import Settings, get_settings
+from coinpulse_common.settings import PREFECT_AUTH_SECRET, Settings, get_settings, local_secret_path
 
 from coinpulse_platform import services
 
@@ -210,6 +210,26 @@ MARTS_FLOW, MARTS_DEPLOYMENT = "gold-marts", "every-5-minutes"
 FINISHED = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
+RETRY_STATUS = {429, 502, 503, 504}  # what Prefect's own client retries (PREFECT_CLIENT_RETRY_EXTRA_CODES aside)
+
+
+def _prefect_call(http: httpx.Client, method: str, url: str, deadline: float, **kw) -> dict:
+    """One Prefect API call, retried while Prefect answers that it is busy or briefly unreachable (CI: a loaded
+    Prefect server answered 503 to the demo's create_flow_run once), as Prefect's own client does; other errors and
+    the deadline raise."""
+    while True:
+        try:
+            r = http.request(method, url, **kw)
+            if r.status_code not in RETRY_STATUS:
+                return r.raise_for_status().json()
+            err = f"HTTP {r.status_code}"
+        except httpx.TransportError as e:
+            err = f"{type(e).__name__}: {e}"
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Prefect at {url} still unavailable ({err}): see `uv run coinpulse logs prefect`")
+        time.sleep(1)  # Prefect said it is busy: ask again
+
+
 def refresh_marts_now(s: Settings, timeout: float = 300.0, progress=print) -> dict:
     """Run the marts deployment once now and wait until it finished; the flow run (id, state) or an error.
 
@@ -217,7 +237,7 @@ def refresh_marts_now(s: Settings, timeout: float = 300.0, progress=print) -> di
     through Prefect's REST API and polls that run until it is finished; raises RuntimeError saying what failed."""
     api = s.prefect_api
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, headers=s.prefect_headers()) as http:
         dep = None
         while dep is None:
             try:
@@ -235,13 +255,11 @@ def refresh_marts_now(s: Settings, timeout: float = 300.0, progress=print) -> di
                     raise RuntimeError(f"deployment {MARTS_FLOW}/{MARTS_DEPLOYMENT} not registered in Prefect at {api} "
                                        f"after {timeout:.0f}s ({err or 'not found'}): see `uv run coinpulse logs flows`")
                 time.sleep(1)  # polling Prefect for the served flows' registration
-        r = http.post(f"{api}/deployments/{dep['id']}/create_flow_run",
-                      json={"name": f"demo-first-screen-{datetime.now(UTC):%H%M%S}", "tags": ["demo"]})
-        r.raise_for_status()
-        run = r.json()
+        run = _prefect_call(http, "POST", f"{api}/deployments/{dep['id']}/create_flow_run", deadline,
+                            json={"name": f"demo-first-screen-{datetime.now(UTC):%H%M%S}", "tags": ["demo"]})
         progress(f"  marts: flow run {run['name']} ({run['id']}) of {MARTS_FLOW}/{MARTS_DEPLOYMENT} created")
         while True:
-            run = http.get(f"{api}/flow_runs/{run['id']}").raise_for_status().json()
+            run = _prefect_call(http, "GET", f"{api}/flow_runs/{run['id']}", deadline)
             state = run.get("state") or {}
             if state.get("type") in FINISHED:
                 break
@@ -309,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"coinpulse is running on the simulated world {SCENARIO!r}:")
     print(f"  dashboard        http://{s.host}:{s.dashboard_port}/{'' if ok else '  (not answering yet)'}")
-    print(f"  Prefect UI       http://{s.host}:{s.prefect_port}/")
+    login = ("COINPULSE_PREFECT_AUTH_STRING" if s.prefect_auth_string
+             else f"the line in {local_secret_path(PREFECT_AUTH_SECRET)}")
+    print(f"  Prefect UI       http://{s.host}:{s.prefect_port}/  (sign in with {login})")
     print("  live candles     uv run coinpulse topics tail candle.1m --follow")
     print("  all topics       uv run coinpulse topics list")
     print("  one query        uv run coinpulse query \"SELECT market, count(*) FROM gold.candles GROUP BY 1\"")

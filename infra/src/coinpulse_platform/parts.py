@@ -38,9 +38,9 @@ def pg_bin(tool: str) -> str:
     )
 
 
-def _http_ok(url: str, timeout: float = 1.5) -> httpx.Response | None:
+def _http_ok(url: str, timeout: float = 1.5, headers: dict[str, str] | None = None) -> httpx.Response | None:
     try:
-        r = httpx.get(url, timeout=timeout)
+        r = httpx.get(url, timeout=timeout, headers=headers)
     except httpx.HTTPError:
         return None
     return r
@@ -227,9 +227,11 @@ class Registry(Part):
             "APICURIO_DATASOURCE_USERNAME": "apicurio",
             "APICURIO_DATASOURCE_PASSWORD": s.pg_registry_password,
             "APICURIO_CCOMPAT_USE_CANONICAL_HASH": "true",
-            "APICURIO_REST_DELETION_ARTIFACT_ENABLED": "true",
-            "APICURIO_REST_DELETION_ARTIFACT_VERSION_ENABLED": "true",
-            "APICURIO_REST_DELETION_GROUP_ENABLED": "true",
+            # no deletes through its own API (a deleted schema turns records in flight into dead letters); the ccompat
+            # API has no such switch in 3.3.3 (README, Security)
+            "APICURIO_REST_DELETION_ARTIFACT_ENABLED": "false",
+            "APICURIO_REST_DELETION_ARTIFACT_VERSION_ENABLED": "false",
+            "APICURIO_REST_DELETION_GROUP_ENABLED": "false",
         }
         return cmd, env, apicurio
 
@@ -296,7 +298,7 @@ class Prefect(Part):
         r = _http_ok(f"{base}/health")
         if r is None or r.status_code != 200:
             return False, "?"
-        v = _http_ok(f"{base}/admin/version")
+        v = _http_ok(f"{base}/admin/version", headers=self.s.prefect_headers())  # /health alone is open
         return True, (v.json() if v is not None and v.status_code == 200 else "?")
 
 
@@ -328,6 +330,9 @@ def prefect_env(s: Settings) -> dict[str, str]:
         "PREFECT_SERVER_API_HOST": s.host,
         "PREFECT_SERVER_API_PORT": str(s.prefect_port),
         "PREFECT_UI_API_URL": s.prefect_api,
+        # basic auth on the API and the UI (which asks for it); clients send the same string
+        "PREFECT_SERVER_API_AUTH_STRING": s.prefect_auth(),
+        "PREFECT_API_AUTH_STRING": s.prefect_auth(),
         "DO_NOT_TRACK": "1",
     }
 

@@ -64,3 +64,21 @@ def test_health_is_200_with_the_assignment_and_the_watermark_age_once_running(st
     assert body["ok"] is True
     # event time is at most the newest trade's time: its age, taken after `asked_at`, at least that old (0.1 s rounding)
     assert age >= asked_at - newest_s - 0.1, (age, asked_at - newest_s)
+    # each partition read to its end: processed up to the highwater, so the idle timer may close its last bucket
+    n_per = {p: sum(1 for t in trades if MARKETS.index(t.market) == p) for p in range(3)}
+    deadline = time.monotonic() + 60
+    while True:
+        inputs = httpx.get(url, timeout=5).json()["inputs"][trade_topic]
+        if all(inputs[str(p)]["state"] == "idle" for p in range(3)):
+            break
+        assert time.monotonic() < deadline, inputs
+        time.sleep(0.5)  # polling until the timer's view says idle
+    for p in range(3):
+        i = inputs[str(p)]
+        assert i["highwater"] == n_per[p] and i["processed_offset"] == n_per[p] - 1, (p, i)
+        assert i["event_time_ms"] >= max(t.ts for t in trades if MARKETS.index(t.market) == p)  # the timer moves it on
+    fetch = httpx.get(url, timeout=5).json()["fetch"]
+    assert {k: v["state"] for k, v in fetch.items()} == {f"{trade_topic}/{p}": "active" for p in range(3)}, fetch
+    assert all(fetch[f"{trade_topic}/{p}"]["highwater"] == n_per[p] for p in range(3)), fetch
+    tasks = httpx.get(proc.metrics_url.replace("/metrics", "/debug/tasks"), timeout=5).text
+    assert "advance_idle" in tasks or "_build_candles" in tasks, tasks[:2000]

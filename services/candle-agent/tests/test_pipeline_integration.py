@@ -7,17 +7,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
-from coinpulse_candle_agent.trades import Trade
 from coinpulse_common import topics
 from coinpulse_common.avro import registry_client, schema_text
 from coinpulse_common.kafka import admin
 from coinpulse_testing.net import free_port, get_json
 from coinpulse_testing.procs import spawn_python, stop_all
-from coinpulse_testing.reference import candle_diff, reference_candles
-from coinpulse_testing.sandbox import TopicReader, normalise
+from coinpulse_testing.reference import reference_candles, sim_trades
+from coinpulse_testing.sandbox import TopicReader, wait_for_candles
 from coinpulse_testing.wait import wait_for
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema
@@ -57,22 +55,12 @@ def test_recording_through_ingest_and_agent_equals_reference(stack, topic_set, a
         agent = agents(grace_ms=2_000, idle_after_ms=1_000, mentions="false").start()
         wait_for(lambda: (get_json(sim_url + "/sim/stats") or {}).get("done"), 120, "the replay to finish", 0.5)
         history = get_json(sim_url + "/sim/trades")["trades"]
-        unique_trades = {(t["market"], t["sequential_id"]): t for t in history}
-        assert len(unique_trades) > 200
-        trades = [Trade(t["market"], t["sequential_id"], t["trade_timestamp"], t["price"], t["volume"],
-                        t["ask_bid"] == "BID") for t in unique_trades.values()]
+        trades = sim_trades(history)
+        assert len(trades) > 200
         want = {topics.gold_key(m, b).encode(): c
                 for (_, m, b), c in reference_candles(trades, intervals=("1m",)).items()}
         reader = TopicReader(stack, topic_set.topic("1m"), topics.CANDLE_1M, 3)
-        deadline = time.monotonic() + 120
-        while True:
-            reader.poll()
-            bad = {k: d for k, w in want.items()
-                   if (d := (candle_diff(normalise(reader.last[k]), w) if k in reader.last else ["missing"]))}
-            if not bad:
-                break
-            assert agent.poll() is None, "agent died"
-            assert time.monotonic() < deadline, f"{len(bad)}/{len(want)} candles differ: {list(bad.items())[:2]}"
+        wait_for_candles(reader, want, 120, alive=lambda: agent.poll() is None)
         assert set(reader.last) == set(want)
         assert get_json(sim_url + "/sim/stats")["duplicates_sent"] > 0
         reader.close()

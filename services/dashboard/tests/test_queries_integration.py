@@ -142,7 +142,7 @@ async def test_health_snapshot_against_the_stack(dash_settings, tables):
                                    kwargs={"autocommit": True}) as pool, aiohttp.ClientSession() as http:
         snap = await health.snapshot(pool, tables, http, connect_url=dash_settings.connect,
                                      prefect_api=dash_settings.prefect_api, host=dash_settings.host,
-                                     probes=[], timeout_s=5)
+                                     probes=[], timeout_s=5, prefect_headers=dash_settings.prefect_headers())
     db = snap["database"]
     assert db["state"] == "up" and db["ingest"]["markets"] >= 1
     assert db["ingest"]["emit_delay_p50_s"] == pytest.approx(62, abs=1)

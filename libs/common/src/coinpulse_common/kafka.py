@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
+from pydantic import AfterValidator, ValidationInfo
 
 from coinpulse_common.avro import TopicCodec
 from coinpulse_common.deadletter import dead_letter_record
@@ -15,6 +16,28 @@ from coinpulse_common.settings import Settings, get_settings
 from coinpulse_common.topics import dlq
 
 log = get_logger("coinpulse.kafka")
+
+# How long a producer may keep retrying a record while Kafka is unreachable, at most: librdkafka's
+# message.timeout.ms and aiokafka's request_timeout_ms (Faust's producer_request_timeout) are 32-bit millisecond
+# counts. Ingest and the candle agent both default to a week and type their setting `DeliveryTimeoutS`.
+MAX_DELIVERY_TIMEOUT_S = 2_147_483
+DEFAULT_DELIVERY_TIMEOUT_S = 7 * 86400.0
+
+
+def delivery_timeout(v: float, variable: str) -> float:
+    """`v` if it is a usable producer delivery timeout in seconds, else a ValueError naming `variable`."""
+    if not 0 < v <= MAX_DELIVERY_TIMEOUT_S:
+        raise ValueError(f"{variable} must be > 0 and <= {MAX_DELIVERY_TIMEOUT_S} seconds (the producer's timeout "
+                         f"is a 32-bit millisecond count); got {v}")
+    return v
+
+
+def _delivery_timeout_field(v: float, info: ValidationInfo) -> float:
+    return delivery_timeout(v, f"COINPULSE_{(info.field_name or 'DELIVERY_TIMEOUT_S').upper()}")
+
+
+# a settings field holding a producer delivery timeout in seconds, checked against the bound above
+DeliveryTimeoutS = Annotated[float, AfterValidator(_delivery_timeout_field)]
 
 
 def producer(settings: Settings | None = None, **overrides: Any) -> Producer:

@@ -13,14 +13,21 @@ one in the environment or `.env` logs one `settings.deprecated_env` warning per 
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import os
+import secrets
 import warnings
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import structlog
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from coinpulse_common.paths import state_dir
 
 ENV_PREFIX = "COINPULSE_"
 
@@ -93,6 +100,50 @@ def deprecation_messages(cls: type[BaseSettings], present: set[str]) -> list[tup
             out.append((old, new, msg))
     return out
 
+def is_loopback_host(host: str | None) -> bool:
+    """`host` (a name or an address) is this machine only: `localhost` or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+PLACEHOLDER_PREFIX = "change-me"
+"""`.env.example`'s secrets start with it: copied unchanged, they are as public as the built-in defaults."""
+
+
+def local_secret_path(name: str) -> Path:
+    """Where the local stack keeps its secret `name` (see local_secret)."""
+    return state_dir() / "secrets" / name
+
+
+def local_secret(name: str, make: Callable[[], str]) -> str:
+    """The local stack's secret `name`, kept in `<state>/secrets/NAME` (mode 0600, folder 0700); the first use makes
+    it with `make()`. Concurrent first uses agree: the file appears whole (a hard link of a written temporary file)
+    or not at all, and whoever comes second reads the winner's value."""
+    path = local_secret_path(name)
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(make() + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+PREFECT_AUTH_SECRET = "prefect-auth"
+"""The local secret holding the Prefect API's `user:password` when COINPULSE_PREFECT_AUTH_STRING is unset."""
+
+
 READER_ROLE = "coinpulse_reader"
 """The read-only PostgreSQL role (dashboard, cross-tier query): SELECT on silver, gold and the marts."""
 
@@ -127,6 +178,10 @@ class Settings(BaseSettings):
     pg_writer_password: str = Field("coinpulse-writer", description="password of `coinpulse_writer` (connectors)")
     pg_reader_password: str = Field("coinpulse-reader", description="password of `coinpulse_reader` (dashboard)")
     pg_registry_password: str = Field("coinpulse-registry", description="password of `apicurio` (registry storage)")
+    prefect_auth_string: str | None = Field(
+        None, description="`user:password` the Prefect API requires (basic auth); default: generated on first use and "
+        "kept in <state>/secrets/prefect-auth (mode 0600)"
+    )
     pg_host: str | None = Field(None, description="PostgreSQL host; default `host`")
     pg_database: str = Field("coinpulse", description="database holding bronze/silver/gold schemas")
 
@@ -147,6 +202,32 @@ class Settings(BaseSettings):
             log.warning("settings.deprecated_env", settings=type(self).__name__, old=old, new=new, message=msg)
             warnings.warn(msg, DeprecationWarning, stacklevel=2)
         return self
+
+    @model_validator(mode="after")
+    def _refuse_public_secrets(self) -> Settings:
+        """A built-in or placeholder password is refused as soon as the service it opens is not on this machine
+        (outside the local development stack), with the variable to set."""
+        for field, host in self.secret_hosts().items():
+            value = getattr(self, field)
+            if value is None:
+                continue  # made on first use (local_secret): never public
+            weak = ("the built-in default" if value == type(self).model_fields[field].default
+                    else "the placeholder from .env.example" if value.split(":", 1)[-1].startswith(PLACEHOLDER_PREFIX)
+                    else None)
+            if weak is not None and not is_loopback_host(host):
+                var = env_var(type(self), field)
+                raise ValueError(f"{var} is {weak}, and the service it opens is at {host!r}, not on this machine: "
+                                 f"set {var} to a long random secret of your own (for example `openssl rand -hex 24`, "
+                                 "in the environment or in .env with mode 0600)")
+        return self
+
+    def secret_hosts(self) -> dict[str, str]:
+        """{secret field: host of the service it opens}; the PostgreSQL host is `host` when none is set (the local
+        stack, which binds there: `COINPULSE_HOST=0.0.0.0` opens it to every interface)."""
+        pg = self.pg_host or self.host
+        return {"pg_superuser_password": pg, "pg_writer_password": pg, "pg_reader_password": pg,
+                "pg_registry_password": pg, "s3_secret_key": urlsplit(self.s3).hostname or self.host,
+                "prefect_auth_string": urlsplit(self.prefect_api).hostname or self.host}
 
     @property
     def bootstrap(self) -> str:
@@ -177,6 +258,16 @@ class Settings(BaseSettings):
     @property
     def prefect_api(self) -> str:
         return f"http://{self.host}:{self.prefect_port}/api"
+
+    def prefect_auth(self) -> str:
+        """`user:password` of the Prefect API: COINPULSE_PREFECT_AUTH_STRING, else the local stack's own secret."""
+        return self.prefect_auth_string or local_secret(
+            PREFECT_AUTH_SECRET, lambda: f"coinpulse:{secrets.token_urlsafe(24)}")
+
+    def prefect_headers(self) -> dict[str, str]:
+        """The header a plain HTTP client sends to the Prefect API (Prefect's own client reads
+        PREFECT_API_AUTH_STRING instead)."""
+        return {"Authorization": "Basic " + base64.b64encode(self.prefect_auth().encode()).decode()}
 
 
 @lru_cache(maxsize=1)

@@ -70,6 +70,15 @@ def candle_of(market: str, interval: str, start: int, trades: list[Trade]) -> di
     }
 
 
+def sim_trades(history: Iterable[dict[str, Any]]) -> list[Trade]:
+    """The unique trades of a simulator's history (`GET /sim/trades`: the first of each (market, sequential_id))."""
+    unique: dict[tuple[str, int], dict[str, Any]] = {}
+    for t in history:
+        unique.setdefault((t["market"], t["sequential_id"]), t)
+    return [Trade(t["market"], t["sequential_id"], t["trade_timestamp"], t["price"], t["volume"], t["ask_bid"] == "BID")
+            for t in unique.values()]
+
+
 def reference_candles(trades: Iterable[Trade], intervals: Iterable[str] = ("1m", "5m", "1h")) -> dict[Key, dict[str, Any]]:
     """Every candle of the given (unique) trades."""
     groups: dict[Key, list[Trade]] = defaultdict(list)

@@ -22,6 +22,7 @@ from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema
 
 from coinpulse_testing.procs import spawn_python
+from coinpulse_testing.reference import candle_diff
 
 
 @dataclass
@@ -105,6 +106,25 @@ class TopicReader:
                 v = None if data is None else self.codec.decode(data)
                 self.last[m.key()] = v
                 self.all.append(v)
+
+
+def wait_for_candles(reader: TopicReader, want: dict[bytes, dict[str, Any]], timeout: float,
+                     alive: Any = None) -> None:
+    """Poll `reader` until its last value per key equals `want` (gold key -> reference candle), or fail after
+    `timeout` s naming the missing and differing candles; `alive()` False (the agent process died) fails at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reader.poll()
+        diffs = {k: candle_diff(normalise(v), w) for k, w in want.items() if (v := reader.last.get(k)) is not None}
+        missing = [k for k in want if reader.last.get(k) is None]
+        if not missing and not any(diffs.values()):
+            return
+        if alive is not None:
+            assert alive(), "agent process died"
+        if time.monotonic() > deadline:
+            bad = {k: d for k, d in diffs.items() if d}
+            raise AssertionError(f"{len(missing)} of {len(want)} candles missing ({missing[:5]}), {len(bad)} differ: "
+                                 f"{list(bad.items())[:3]}")
 
 
 def as_ms(v: int | datetime) -> int:

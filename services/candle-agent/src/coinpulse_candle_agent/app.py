@@ -14,15 +14,28 @@ HTTP (Faust's web server on `COINPULSE_CANDLE_METRICS_PORT`; Faust starts it onc
 - `GET /metrics`: Prometheus text (counters, assigned partitions, event time per partition);
 - `GET /health`: JSON, 200 when the worker holds partitions of the trade topic, is not rebalancing and has
   recovered its tables; 503 with a `reason` otherwise. It reports the assignment and the event-time (watermark)
-  age per engine; an old watermark alone is not unhealthy (a quiet market has no trades to move it).
+  age per engine; an old watermark alone is not unhealthy (a quiet market has no trades to move it). `inputs`
+  says per input partition why its last bucket is (not yet) closing: the last offset processed, the committed
+  offset, the highwater, the event time and the seconds since the last input (`idle`: fully read and quiet, so
+  the timer advances event time; `behind`: unread input; `no_event_time`: no input yet) and `timer`, what the idle
+  timer last did to it. `busy` gives the age of the idle timer's last run past its rebalance/recovery guard, what
+  held it back last (`held`) and whether the engines' lock is held (a stuck await or a worker stuck rebalancing
+  shows here). `fetch` gives, per partition of every input topic, the committed offset, the highwater and the
+  fetch state (`active`, `paused`, `buffered`; `inactive` is a partition Faust stopped fetching, which the idle
+  timer makes active again).
+- `GET /debug/tasks`: the stack of every asyncio task (text), for a worker that has stopped making progress.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import os
+import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -55,6 +68,30 @@ RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_s
 TRADE_METRIC = {"ok": "trades_ok", "dup": "trades_duplicate", "late": "trades_late"}
 METADATA_MAX_AGE_MS = 5_000  # see the App's consumer_metadata_max_age_ms
 RAW_TABLE = {"key_type": bytes, "value_type": bytes, "schema": faust.Schema(**RAW)}
+STALL_RESEEK_S = 30.0  # a partition with unread input and no record delivered for this long is read again
+EXIT_DELIVERY_FAILED = 75  # EX_TEMPFAIL: start the worker again once Kafka is back
+
+
+class DeliveryGuard(faust.Sensor):
+    """Ends the worker at the first record the producer gave up on (after `candle_delivery_timeout_s`).
+
+    Faust only logs a failed send. The candles and table state it carried would be gone, and the next commit would
+    move past their input, so the worker exits at once instead: no later flush or commit runs, and the restart
+    re-reads from the last commit and the state of that commit, as after a kill -9. The producer retries for a week
+    by default, so this is the end of a very long outage, not of a short one."""
+
+    def __init__(self, exit_process: Callable[[int], Any] = os._exit, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._exit = exit_process
+
+    def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+        log.error("delivery_failed", error=f"{type(exc).__name__}: {exc}"[:300], exit_code=EXIT_DELIVERY_FAILED,
+                  hint="Kafka did not take a record within COINPULSE_CANDLE_DELIVERY_TIMEOUT_S; the worker exits "
+                  "without committing. Start it again once the broker is up (`coinpulse up`): it resumes from its "
+                  "last commit and loses nothing")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        self._exit(EXIT_DELIVERY_FAILED)
 
 
 def topic_partitions(s: CandleSettings, topic: str) -> int:
@@ -63,6 +100,31 @@ def topic_partitions(s: CandleSettings, topic: str) -> int:
     if t is None or t.error is not None or not t.partitions:
         raise RuntimeError(f"input topic {topic!r} does not exist (run `coinpulse up`): {t and t.error}")
     return len(t.partitions)
+
+
+def await_chain(coro: Any, limit: int = 40) -> list[str]:
+    """Where a coroutine waits: its frame, then the frame of what it awaits, down to the innermost (a future, a
+    compiled awaitable). asyncio's own `print_stack` shows only a task's outer frame and fails on frames without a
+    line number (Cython's, uvloop's): CI's stuck agent answered /debug/tasks with a 500."""
+    out = []
+    while coro is not None and len(out) < limit:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            out.append(f"  awaiting {type(coro).__name__}: {coro!r:.200}")
+            break
+        code = frame.f_code
+        out.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return out
+
+
+def task_stacks() -> str:
+    """Every asyncio task of the running loop with what it awaits, outermost first (`/debug/tasks`)."""
+    out = io.StringIO()
+    for t in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+        out.write(f"--- {t.get_name()} {t.get_coro()!r:.200}\n")
+        out.write("\n".join(await_chain(t.get_coro())) + "\n")
+    return out.getvalue()
 
 
 def now_ms() -> int:
@@ -77,6 +139,9 @@ class CandleAgent:
         self.s = s = s or CandleSettings()
         self.metrics: Counter[str] = Counter()
         self.lock = asyncio.Lock()
+        self.timer_ran_ms: int | None = None  # the idle timer's last run (health `busy`)
+        self.timer_held: str | None = None  # why the idle timer's last call did nothing (health `busy`)
+        self.timer_verdicts: dict[TP, str] = {}  # per input partition, what the idle timer last did (health inputs)
         self._unconfirmed: list[Any] = []  # output sends not yet acknowledged (see _confirm_emitted)
         self.candle_timing = Timing(s.candle_grace_ms, s.candle_lateness_ms)
         self.mention_timing = Timing(s.candle_mention_grace_ms, s.candle_mention_lateness_ms)
@@ -96,6 +161,7 @@ class CandleAgent:
             processing_guarantee="at_least_once",
             producer_acks=-1,
             producer_linger_ms=5,
+            producer_request_timeout=s.candle_delivery_timeout_s,  # aiokafka: how long a batch may wait for Kafka
             # trades arrive as chunks of up to candle_batch_size records (bulk.py): a few chunks buffered suffice
             broker_max_poll_records=s.candle_batch_size,
             stream_buffer_maxsize=64,
@@ -111,6 +177,7 @@ class CandleAgent:
             web_enabled=True,
             datadir=str(datadir),
         )
+        app.sensors.add(DeliveryGuard())
         # codecs: each output's declared schema (schemas/), under the id registered for the topic actually used
         self.trade_codec = AvroValueDecoder(s)
         self.candle_codecs = {iv: AvroValueEncoder(t, s) for iv, t in s.candle_topics().items()}
@@ -127,6 +194,7 @@ class CandleAgent:
         self.candles = PartitionEngines(self.candle_table, lambda: CandleEngine(self.candle_timing),
                                         self.max_future_ms, "candle")
         self.engine_sets = {s.candle_trade_topic: self.candles}
+        self.input_topics = {s.candle_trade_topic}  # every topic an agent reads (_reactivate_lost)
 
         app.agent(self.trades, name="build_candles")(self._build_candles)
         if s.candle_mentions:
@@ -141,8 +209,12 @@ class CandleAgent:
             body = agent.health()
             return view.json(body, status=200 if body["ok"] else 503)
 
+        async def tasks(view: Any, request: Any) -> Any:
+            return view.text(task_stacks())
+
         app.page("/metrics")(metrics)
         app.page("/health")(health)
+        app.page("/debug/tasks")(tasks)
         self.started_ms = now_ms()
         app.on_partitions_revoked.connect(self._on_revoked)
 
@@ -237,6 +309,7 @@ class CandleAgent:
         self.mentions = PartitionEngines(self.mention_table, lambda: MentionEngine(self.mention_timing),
                                          self.max_future_ms, "mention")
         self.engine_sets[self.hits.get_topic_name()] = self.mentions
+        self.input_topics |= {self.hits.get_topic_name(), s.candle_post_topic, s.candle_comment_topic}
         docs = app.topic(s.candle_post_topic, s.candle_comment_topic, **RAW)
         app.agent(docs, name="match_mentions")(self._match_mentions)
         app.agent(self.hits, name="count_mentions")(self._count_mentions)
@@ -313,32 +386,91 @@ class CandleAgent:
     async def _advance_idle(self) -> None:
         app = self.app
         if app.rebalancing or not app.tables.recovery.completed.is_set():
+            self.timer_held = "rebalancing" if app.rebalancing else "table recovery not complete"
             return
+        self.timer_held = None
+        self.timer_ran_ms = now_ms()  # past the guard: health `busy` shows a worker stuck rebalancing or recovering
         assigned = app.consumer.assignment()
+        self._reactivate_lost(assigned)
         for topic, engines in self.engine_sets.items():
             for tp in assigned:
                 if tp.topic == topic and tp.partition not in engines.engines:
                     _, restored = engines.get(tp.partition)
                     self._emit_for(engines, restored)
+            await self._reseek_stalled(topic, engines, assigned)
             cands = engines.idle_candidates(now_ms(), self.s.candle_idle_after_ms)
             if not cands:
                 continue
             async with self.lock:
                 for p, (target, offset) in cands.items():
                     tp = TP(topic, p)
-                    if offset < 0:
-                        # nothing processed since the engine was loaded: everything from the committed offset
-                        # on is still to come (the fetch position is no guide: fetched records may sit in
-                        # the stream's buffer, and advancing now would close their buckets before they count)
-                        offset = self._committed(tp) - 1
-                    highwater = app.consumer.highwater(tp)
-                    if highwater is None or offset + 1 < highwater:
+                    if self._unread(tp, offset)[1]:
+                        self.timer_verdicts[tp] = f"behind at {now_ms()}"
                         continue  # unread input: not idle, just behind
                     eng = engines.engines.get(p)
                     if eng is not None:
-                        self._emit_for(engines, eng.advance(target))
+                        emits = eng.advance(target)
+                        self.timer_verdicts[tp] = f"advanced to {target} at {now_ms()}: {len(emits)} emitted"
+                        self._emit_for(engines, emits)
                 await self._confirm_emitted()
                 engines.flush()
+
+    def _reactivate_lost(self, assigned: Any) -> None:
+        """Faust fetches only its `active` partitions: the assignment less the paused ones (rebalance, recovery) and
+        the buffered ones (a full stream queue, until it drains). An input partition in none of these sets is
+        fetched by the Kafka client (its highwater moves) but never handed to the agent; it is made active again,
+        logged and counted (`partitions_reactivated`)."""
+        c = self.app.consumer
+        lost = {tp for tp in assigned if tp.topic in self.input_topics and self._fetch_state(tp) == "inactive"}
+        if lost:
+            self.metrics["partitions_reactivated"] += len(lost)
+            log.warning("input_partitions_inactive", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in lost),
+                        hint="assigned, not paused, not buffered, yet not fetched: made active again")
+            c.resume_partitions(lost)
+
+    async def _reseek_stalled(self, topic: str, engines: PartitionEngines, assigned: Any) -> None:
+        """Read a partition again from its committed offset when it has unread input but no record of it has been
+        delivered for STALL_RESEEK_S (CI: a worker restarted after a kill -9 got no record of the trade topic while
+        its fetcher knew the highwater, so the minute open at the kill never closed). Records already processed are
+        recognised again (at-least-once), so a seek costs only the re-read."""
+        now, consumer = now_ms(), self.app.consumer
+        for tp in assigned:
+            if tp.topic != topic or tp.partition not in engines.anchors:
+                continue
+            wall, _, offset = engines.anchors[tp.partition]
+            highwater, unread = self._unread(tp, offset)
+            if highwater is None or not unread or now - wall < STALL_RESEEK_S * 1000:
+                continue
+            self.metrics["input_stall_reseeks"] += 1
+            log.warning("input_stalled", topic=tp.topic, partition=tp.partition, processed_offset=offset,
+                        committed=self._committed(tp), highwater=highwater, quiet_s=round((now - wall) / 1000, 1),
+                        paused=tp in consumer._paused_partitions, buffered=tp in consumer._buffered_partitions,
+                        active=tp in consumer._get_active_partitions(), client=self._client_state(tp),
+                        hint="no record delivered while input is unread: reading it again from the committed offset")
+            consumer._buffered_partitions.discard(tp)
+            consumer.resume_partitions({tp})
+            engines.anchors[tp.partition] = (now, engines.anchors[tp.partition][1], offset)  # quiet clock anew
+            await consumer.perform_seek()
+            return
+
+    def _client_state(self, tp: TP) -> str:
+        """What the Kafka client (aiokafka) itself holds for `tp`: paused, fetch position (stall diagnosis)."""
+        try:
+            client = self.app.consumer._thread._ensure_consumer()
+            state = client._subscription.subscription.assignment.state_value(tp)
+            return f"paused={tp in client.paused()} position={getattr(state, '_position', None)}"
+        except Exception as exc:  # noqa: BLE001 - diagnosis only
+            return f"unknown ({type(exc).__name__})"
+
+    def _unread(self, tp: TP, offset: int) -> tuple[int | None, bool]:
+        """(highwater, whether `tp` has input beyond `offset`, the last offset processed, -1 for none yet).
+
+        With nothing processed since the engine was loaded, everything from the committed offset on is still to
+        come (the fetch position is no guide: fetched records may sit in the stream's buffer, and advancing now
+        would close their buckets before they count). An unknown highwater counts as unread input."""
+        read_to = offset if offset >= 0 else self._committed(tp) - 1
+        highwater = self.app.consumer.highwater(tp)
+        return highwater, highwater is None or read_to + 1 < highwater
 
     def _committed(self, tp: TP) -> int:
         """The partition's committed offset as the consumer last saw it (0 when none: Faust keeps 0 as None)."""
@@ -390,15 +522,66 @@ class CandleAgent:
             "assigned": by_topic, "rebalancing": bool(app.rebalancing), "recovered": recovered,
             "watermark_age_s": ages,
             "counts": {k: self.metrics[k] for k in ("trades_ok", "dead_letters", "mentions_emitted")},
+            "inputs": self._inputs(assigned, now),
+            "fetch": self._fetch_states(assigned),
+            "busy": {"timer_ran_s_ago": None if self.timer_ran_ms is None else round((now - self.timer_ran_ms) / 1000, 1),
+                     "lock_held": self.lock.locked(), "held": self.timer_held},
         }
         if problems:
             body["reason"] = "; ".join(problems)
         return body
 
+    def _fetch_states(self, assigned: list[TP]) -> dict[str, dict[str, Any]]:
+        """Per partition of every input topic: committed offset, highwater, and which of Faust's fetch sets holds
+        it (`active`; `paused`: rebalance or recovery; `buffered`: its stream queue is full; `inactive`: none)."""
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            for tp in assigned:
+                if tp.topic in self.input_topics:
+                    out[f"{tp.topic}/{tp.partition}"] = {"committed": self._committed(tp),
+                                                         "highwater": self.app.consumer.highwater(tp),
+                                                         "state": self._fetch_state(tp)}
+        except Exception:  # noqa: BLE001 - no consumer yet
+            pass
+        return out
+
+    def _fetch_state(self, tp: TP) -> str:
+        """Which of Faust's fetch sets holds `tp`: paused, buffered, active, or none (`inactive`)."""
+        c = self.app.consumer
+        if tp in c._paused_partitions:
+            return "paused"
+        if tp in c._buffered_partitions:
+            return "buffered"
+        return "active" if tp in c._get_active_partitions() else "inactive"
+
+    def _inputs(self, assigned: list[TP], now: int) -> dict[str, dict[int, dict[str, Any]]]:
+        """Per input partition: where reading stands and what the idle timer makes of it (module doc)."""
+        out: dict[str, dict[int, dict[str, Any]]] = {}
+        for topic, engines in self.engine_sets.items():
+            for tp in assigned:
+                if tp.topic != topic:
+                    continue
+                wall, wm, offset = engines.anchors.get(tp.partition, (None, None, -1))
+                try:
+                    highwater, unread = self._unread(tp, offset)  # the idle timer's own test
+                except Exception:  # noqa: BLE001 - no consumer yet
+                    highwater, unread = None, True
+                eng = engines.engines.get(tp.partition)
+                state = "no_event_time" if wm is None else "behind" if unread else "idle"
+                out.setdefault(topic, {})[tp.partition] = {
+                    "processed_offset": offset if offset >= 0 else None, "committed": self._committed(tp),
+                    "highwater": highwater, "event_time_ms": eng.watermark if eng is not None else None, "state": state,
+                    "quiet_s": None if wall is None else round((now - wall) / 1000, 1),
+                    "timer": self.timer_verdicts.get(tp)}
+        return out
+
     def metrics_text(self) -> str:
         lines = [f"coinpulse_candle_{k}_total {v}" for k, v in sorted(self.metrics.items())]
         # fetches that skipped offsets, each read again from the gap (bulk.py)
-        lines.append(f"coinpulse_candle_gap_seeks_total {getattr(getattr(self.app, 'consumer', None), 'gap_seeks', 0)}")
+        consumer = getattr(self.app, "consumer", None)
+        lines.append(f"coinpulse_candle_gap_seeks_total {getattr(consumer, 'gap_seeks', 0)}")
+        # records Faust's fetch loop would have dropped below a stale read offset (bulk.py)
+        lines.append(f"coinpulse_candle_stale_read_offsets_total {getattr(consumer, 'stale_read_offsets', 0)}")
         assigned = self._assigned()
         lines += [f'coinpulse_candle_assigned{{topic="{tp.topic}",partition="{tp.partition}"}} 1' for tp in assigned]
         for name, engines in (("candle", self.candles), ("mention", getattr(self, "mentions", None))):

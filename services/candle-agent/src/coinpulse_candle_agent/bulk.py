@@ -25,6 +25,17 @@ chunks for good (CI: six candles of one market missing after two kills and a res
 lets a commit pass over one unacked offset, and is skipped while the committed offset is 0. (Faust's Cython stream
 iterator acks inline, so `Consumer.ack` cannot be overridden; hence the agent's explicit report.)
 
+Faust's fetch loop also drops, silently, any message whose offset is below the partition's read offset, and it
+sets the read offset to a message's offset once the message's callback returns, whether or not a seek happened in
+the meantime. A chunk fetched before a seek (recovery's seek to the committed offsets after a restart) and handed
+over after it thus left the read offset above the committed offset, and every chunk read again from the commit was
+dropped until the reading passed the stale offset (records between the commit and the stale offset would never be
+processed, and the commit could no longer move). Found by reading Faust while chasing a stall after a kill -9; the
+counter stayed 0 in those runs, so it was not that stall's cause. For bulk topics the read offset is cleared before each chunk is handed over:
+`_in_run` alone decides what continues the run. For other topics a read offset beyond the record at hand is
+cleared (Faust's gap tracking needs it otherwise: transaction markers leave offsets no record has). Each stale
+offset found is counted (`coinpulse_candle_stale_read_offsets_total`).
+
 Other topics (tables' changelogs during recovery, the mention topics) keep the per-record path.
 
 The producer's `flush` drains its buffer completely. Faust commits offsets only after `producer.flush()`, and that
@@ -103,6 +114,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         self._next: dict[TP, int] = {}  # the next offset the agent must be given, in this epoch
         self._epoch = 0  # +1 at every rebalance and seek: chunks fetched before it count for nothing
         self.gap_seeks = 0  # times a fetch skipped offsets and the partition was read again from the gap
+        self.stale_read_offsets = 0  # records Faust would have dropped below a stale read offset (getmany)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -209,10 +221,25 @@ class BulkConsumer(faust_aiokafka.Consumer):
             if tp.topic in bulk_topics:
                 recs = await self._in_run(tp, recs)
                 if recs and current():
+                    # Faust's fetch loop drops a message below the partition's read offset, and sets that offset
+                    # after the message's callback returns, seek or no seek: a chunk fetched before a seek and
+                    # finished after it leaves the read offset above what is read again (module doc). The run
+                    # (`_in_run`) is what decides here.
+                    self._clear_stale_read_offset(tp, recs[-1].offset)
+                    self._read_offset[tp] = None
                     yield tp, ChunkMessage(tp, recs, generation_id, epoch)
             else:
                 for rec in recs:
+                    self._clear_stale_read_offset(tp, rec.offset)  # kept otherwise: Faust's gap tracking uses it
                     yield tp, to_message(tp, rec)
+
+    def _clear_stale_read_offset(self, tp: TP, offset: int) -> None:
+        """A read offset beyond a record fetched after the latest seek is stale (aiokafka discards what it fetched
+        before a seek): cleared and counted, so Faust's fetch loop does not drop the record."""
+        r = self._read_offset.get(tp)
+        if r is not None and offset < r:
+            self.stale_read_offsets += 1
+            self._read_offset[tp] = None
 
 
 class TrackedBuffer(ProducerBuffer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from coinpulse_common import topics
+from coinpulse_common.kafka import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryTimeoutS
 from coinpulse_common.settings import Settings, env_name
 from pydantic import Field, field_validator
 
@@ -44,6 +45,11 @@ class CandleSettings(Settings):
     candle_max_future_skew_s: float = Field(
         300.0, description="a trade or document whose event time is more than this far ahead of the wall clock is "
         "dead-lettered (future_timestamp) instead of dragging event time forward"
+    )
+    candle_delivery_timeout_s: DeliveryTimeoutS = Field(
+        DEFAULT_DELIVERY_TIMEOUT_S, description="how long the producer keeps retrying an output or state record "
+        "while Kafka is unreachable (Faust's producer_request_timeout); when a record still fails, the worker exits "
+        "at once, before any later commit, and its restart re-reads from the last commit: nothing is lost"
     )
 
     @field_validator("candle_max_future_skew_s")

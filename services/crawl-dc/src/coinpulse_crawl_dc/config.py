@@ -3,13 +3,12 @@ seconds with `_S` (see coinpulse_common.settings for the naming rule and the dep
 
 from __future__ import annotations
 
-import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from coinpulse_common.paths import state_dir
-from coinpulse_common.settings import Settings, env_name
+from coinpulse_common.settings import PLACEHOLDER_PREFIX, Settings, env_name, is_loopback_host
 from pydantic import Field
 
 DEV_HASH_KEY = "coinpulse-dev-only-hash-key"
@@ -63,19 +62,13 @@ class CrawlSettings(Settings):
 
     def targets_local_simulator(self) -> bool:
         """The crawl target is on this host (the bundled simulator): a loopback address or `localhost`."""
-        host = urlsplit(self.dc_base_url).hostname or ""
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(urlsplit(self.dc_base_url).hostname)
 
     def check(self) -> None:
         """Refuse the built-in pseudonymisation key, or `.env.example`'s placeholder, unless the crawl target is the
         local simulator in dev: that key is public, so a real site's authors would be pseudonymised with it."""
         weak = "the built-in dev key" if self.hash_key_is_dev() else (
-            "the placeholder from .env.example" if self.dc_hash_key.startswith("change-me") else None)
+            "the placeholder from .env.example" if self.dc_hash_key.startswith(PLACEHOLDER_PREFIX) else None)
         if weak is None or (self.env == "dev" and self.targets_local_simulator()):
             return
         why = (f"COINPULSE_DC_ENV={self.env}" if self.env != "dev"

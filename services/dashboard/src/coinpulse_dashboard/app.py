@@ -263,7 +263,8 @@ async def refresh_health(app: web.Application) -> dict:
     s = app[S_KEY]
     snap = await health_mod.snapshot(
         app[POOL], app[TABLES], app[HTTP], connect_url=s.connect, prefect_api=s.prefect_api, host=s.host,
-        probes=health_mod.parse_probes(s.dashboard_service_probes), timeout_s=s.dashboard_probe_timeout_s)
+        probes=health_mod.parse_probes(s.dashboard_service_probes), timeout_s=s.dashboard_probe_timeout_s,
+        prefect_headers=s.prefect_headers())
     app[STATE]["health"] = snap
     return snap
 

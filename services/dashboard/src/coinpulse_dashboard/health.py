@@ -97,20 +97,22 @@ FINISHED = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 BAD = ("FAILED", "CRASHED")
 
 
-async def flow_runs(http: aiohttp.ClientSession, prefect_api: str, limit: int = 8) -> dict:
+async def flow_runs(http: aiohttp.ClientSession, prefect_api: str, limit: int = 8,
+                    headers: dict[str, str] | None = None) -> dict:
     # deployment runs that have started (or should have): scheduled runs in the future are not history
     runs_filter = {"deployment_id": {"is_null_": False}, "state": {"type": {"not_any_": ["SCHEDULED"]}}}
-    async with http.post(f"{prefect_api}/flow_runs/filter",
+    async with http.post(f"{prefect_api}/flow_runs/filter", headers=headers,
                          json={"sort": "EXPECTED_START_TIME_DESC", "limit": limit, "flow_runs": runs_filter}) as resp:
         resp.raise_for_status()
         runs = await resp.json()
     late_filter = {"deployment_id": {"is_null_": False}, "state": {"name": {"any_": ["Late"]}}}
-    async with http.post(f"{prefect_api}/flow_runs/count", json={"flow_runs": late_filter}) as resp:
+    async with http.post(f"{prefect_api}/flow_runs/count", headers=headers, json={"flow_runs": late_filter}) as resp:
         late = int(await resp.json()) if resp.status == 200 else 0
     flow_ids = sorted({r["flow_id"] for r in runs if r.get("flow_id")})
     names: dict[str, str] = {}
     if flow_ids:
-        async with http.post(f"{prefect_api}/flows/filter", json={"flows": {"id": {"any_": flow_ids}}}) as resp:
+        async with http.post(f"{prefect_api}/flows/filter", headers=headers,
+                             json={"flows": {"id": {"any_": flow_ids}}}) as resp:
             if resp.status == 200:
                 names = {f["id"]: f["name"] for f in await resp.json()}
     items = [{"flow": names.get(r.get("flow_id"), "?"), "name": r.get("name"), "state": r.get("state_type"),
@@ -199,11 +201,12 @@ async def services(http: aiohttp.ClientSession, host: str, probes: list[tuple[st
 
 
 async def snapshot(pool: AsyncConnectionPool, t: Tables, http: aiohttp.ClientSession, *, connect_url: str,
-                   prefect_api: str, host: str, probes: list[tuple[str, int, str]], timeout_s: float) -> dict:
+                   prefect_api: str, host: str, probes: list[tuple[str, int, str]], timeout_s: float,
+                   prefect_headers: dict[str, str] | None = None) -> dict:
     db, conn, flows, svc = await asyncio.gather(
         _guard("database", timeout_s, lambda: database(pool, t)),
         _guard("connect", timeout_s, lambda: connectors(http, connect_url)),
-        _guard("prefect", timeout_s, lambda: flow_runs(http, prefect_api)),
+        _guard("prefect", timeout_s, lambda: flow_runs(http, prefect_api, headers=prefect_headers)),
         # each probe has its own timeout; the section's is a little longer so one slow service shows as itself
         _guard("services", timeout_s + 1, lambda: services(http, host, probes, timeout_s)),
     )

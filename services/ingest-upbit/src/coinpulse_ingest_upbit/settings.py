@@ -7,10 +7,9 @@ the former unprefixed names (`COINPULSE_MARKETS`, ...) are accepted, with a warn
 from __future__ import annotations
 
 from coinpulse_common import topics
+from coinpulse_common.kafka import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryTimeoutS
 from coinpulse_common.settings import Settings, env_name
 from pydantic import Field, field_validator
-
-MAX_DELIVERY_TIMEOUT_S = 2_147_483  # librdkafka's message.timeout.ms upper bound (int32 ms)
 
 
 class IngestSettings(Settings):
@@ -68,8 +67,8 @@ class IngestSettings(Settings):
         validation_alias=env_name("COINPULSE_INGEST_DLQ_TOPIC", old="COINPULSE_DLQ_TOPIC"))
     bronze: bool = Field(True, description="keep every frame in the bronze topic",
         validation_alias=env_name("COINPULSE_INGEST_BRONZE", old="COINPULSE_BRONZE"))
-    ingest_delivery_timeout_s: float = Field(
-        7 * 86400.0, description="how long the producer keeps retrying a record while Kafka is unreachable "
+    ingest_delivery_timeout_s: DeliveryTimeoutS = Field(
+        DEFAULT_DELIVERY_TIMEOUT_S, description="how long the producer keeps retrying a record while Kafka is unreachable "
         "(librdkafka message.timeout.ms); a record that still fails is sent again, never dropped"
     )
     ingest_max_future_skew_s: float = Field(
@@ -79,14 +78,6 @@ class IngestSettings(Settings):
     ingest_schema_wait_s: float = Field(
         30.0, description="how long start-up waits for each output topic's schema to be registered before failing"
     )
-
-    @field_validator("ingest_delivery_timeout_s")
-    @classmethod
-    def _delivery_timeout(cls, v: float) -> float:
-        if not 0 < v <= MAX_DELIVERY_TIMEOUT_S:
-            raise ValueError(f"COINPULSE_INGEST_DELIVERY_TIMEOUT_S must be > 0 and <= {MAX_DELIVERY_TIMEOUT_S} "
-                             f"seconds (librdkafka's message.timeout.ms is a 32-bit millisecond count); got {v}")
-        return v
 
     @field_validator("ingest_history_hours")
     @classmethod

@@ -1,0 +1,77 @@
+"""A record Kafka never took ends the worker before anything later is committed (the outage test is
+services/ingest-upbit/tests/test_broker_outage_integration.py, which runs the agent through a broker outage)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka.errors import KafkaTimeoutError
+from coinpulse_candle_agent.app import EXIT_DELIVERY_FAILED, CandleAgent, DeliveryGuard
+from coinpulse_candle_agent.settings import CandleSettings
+from coinpulse_common.kafka import MAX_DELIVERY_TIMEOUT_S
+from faust.types.tuples import FutureMessage, PendingMessage
+from pydantic import ValidationError
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_producer_retries_for_the_configured_delivery_timeout():
+    # Faust's own default is 20 min; a broker outage longer than that used to end with the records dropped
+    assert CandleSettings().candle_delivery_timeout_s == 7 * 86400
+    app = CandleAgent(CandleSettings(candle_delivery_timeout_s=45), trade_partitions=3).app
+    assert app.conf.producer_request_timeout == 45
+    assert app.producer.request_timeout == 45  # what aiokafka is given as request_timeout_ms (its batch expiry)
+
+
+@pytest.mark.parametrize("value", [0, -1, MAX_DELIVERY_TIMEOUT_S + 1])
+def test_a_delivery_timeout_out_of_range_is_refused(value):
+    with pytest.raises(ValidationError, match="COINPULSE_CANDLE_DELIVERY_TIMEOUT_S must be > 0"):
+        CandleSettings(candle_delivery_timeout_s=value)
+
+
+async def test_a_send_kafka_never_took_ends_the_worker_at_once():
+    """Through Faust's own completion path of a send: the failed record's callback ends the process."""
+    agent = CandleAgent(CandleSettings(), trade_partitions=3)
+    guards = [s for s in agent.app.sensors if isinstance(s, DeliveryGuard)]
+    assert len(guards) == 1, "the guard is registered with the app's sensors"
+    exits: list[int] = []
+    guards[0]._exit = exits.append
+    topic = agent.out["1m"]
+    msg = FutureMessage(PendingMessage(topic, b"k", b"v", None, None, None, "raw", "raw", None))
+    state = agent.app.sensors.on_send_initiated(None, topic.get_topic_name(), msg.message, 1, 1)
+    ok = asyncio.get_running_loop().create_future()
+    ok.set_result(None)
+    topic._on_published(ok, message=msg, producer=None, state=state)
+    assert exits == [], "a delivered record ends nothing"
+
+    msg = FutureMessage(PendingMessage(topic, b"k", b"v", None, None, None, "raw", "raw", None))
+    state = agent.app.sensors.on_send_initiated(None, topic.get_topic_name(), msg.message, 1, 1)
+    failed = asyncio.get_running_loop().create_future()
+    failed.set_exception(KafkaTimeoutError("batch expired"))
+    topic._on_published(failed, message=msg, producer=None, state=state)
+    assert exits == [EXIT_DELIVERY_FAILED]
+    with pytest.raises(KafkaTimeoutError):
+        msg.result()
+
+
+async def test_debug_tasks_shows_where_each_task_waits_down_to_the_innermost_await():
+    """/debug/tasks walks each task's await chain (asyncio's print_stack shows only the outer frame)."""
+    from coinpulse_candle_agent.app import task_stacks
+
+    gate = asyncio.Event()
+
+    async def innermost_wait() -> None:
+        await gate.wait()
+
+    async def outer() -> None:
+        await innermost_wait()
+
+    task = asyncio.get_running_loop().create_task(outer(), name="probe-task")
+    await asyncio.sleep(0)
+    text = task_stacks()
+    gate.set()
+    await task
+    block = text.split("--- probe-task ")[1].split("\n---")[0]
+    names = [line.rsplit(" in ", 1)[1] for line in block.splitlines() if " in " in line]
+    assert names[:3] == ["outer", "innermost_wait", "wait"], block
