@@ -172,6 +172,24 @@ async def test_offsets_removed_by_retention_are_not_waited_for():
     assert _commit(c) == 5100, "offsets that no longer exist are not waited for"
 
 
+async def test_a_recovery_seek_holds_the_flow_until_recovery_resumes_it():
+    """Faust's recovery seeks to the committed offsets with the flow running, then empties the stream queues, then
+    resumes the flow: what was fetched during the seek was dropped unseen (a dc.post partition stayed at its
+    committed offset after a kill -9). The seek stops the flow; only recovery's resume starts it again."""
+    app, c = _consumer()
+    app.rebalancing = True  # set by Faust's rebalance listener until recovery's end
+    c.resume_flow()
+    await _assign(app, c, 1, 100)
+    assert not c.flow_active and c.recovery_flow_holds == 1
+    assert await _fetch(c, (100, 200)) == [], "nothing is handed to the stream queues recovery is about to empty"
+    c.resume_flow()  # recovery: flow_control.resume() (the queue clear), then consumer.resume_flow()
+    app.rebalancing = False
+    (a,) = await _fetch(c, (100, 200))
+    assert (a.records[0].offset, a.offset) == (100, 199)
+    await c.perform_seek()  # a seek outside a rebalance (the stall re-seek) leaves the flow running
+    assert c.flow_active and c.recovery_flow_holds == 1
+
+
 async def _drain(c, tp: TP, runs: list[tuple[int, int]]) -> list:
     """Faust's own fetch loop (`Consumer._drain_messages`) over `runs` of `tp`; the messages it hands on."""
     fetcher = SimpleNamespace(_stopped=asyncio.Event())

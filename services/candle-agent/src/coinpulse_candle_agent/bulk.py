@@ -36,6 +36,15 @@ counter stayed 0 in those runs, so it was not that stall's cause. For bulk topic
 cleared (Faust's gap tracking needs it otherwise: transaction markers leave offsets no record has). Each stale
 offset found is counted (`coinpulse_candle_stale_read_offsets_total`).
 
+Faust's recovery, at the end of a rebalance (`Recovery.on_recovery_completed`), resumes the stream partitions,
+awaits the seek to the committed offsets with the flow running, and only then calls `flow_control.resume()`, which
+empties every stream queue, before `resume_flow()`. What the fetcher queued during the seek, records from the new
+positions, was thrown away unseen while the Kafka client's position had moved past it: a partition got nothing more
+until new input revealed the gap (bulk topics, `_in_run`) or never (the mention topics: after a kill -9 and restart
+one partition of dc.post stayed at its committed offset with its records unread, and their mentions were missing).
+So `perform_seek` stops the flow when a rebalance calls it; recovery's own `resume_flow()`, after the queue clear,
+starts it again, and the first fetch reads from the committed offsets (`coinpulse_candle_recovery_flow_holds_total`).
+
 Other topics (tables' changelogs during recovery, the mention topics) keep the per-record path.
 
 The producer's `flush` drains its buffer completely. Faust commits offsets only after `producer.flush()`, and that
@@ -115,6 +124,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         self._epoch = 0  # +1 at every rebalance and seek: chunks fetched before it count for nothing
         self.gap_seeks = 0  # times a fetch skipped offsets and the partition was read again from the gap
         self.stale_read_offsets = 0  # records Faust would have dropped below a stale read offset (getmany)
+        self.recovery_flow_holds = 0  # recovery seeks run with the flow stopped (perform_seek)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -137,7 +147,13 @@ class BulkConsumer(faust_aiokafka.Consumer):
         """Every stream partition back to its committed offset, one without a committed offset to its first offset
         (`auto_offset_reset=earliest`; aiokafka's seek to the committed offsets leaves such a partition wherever
         its fetcher got to, and the records fetched before a rebalance or before recovery finished, which the
-        stream drops, were never read again). From here on the bulk partitions' runs start at those offsets."""
+        stream drops, were never read again). From here on the bulk partitions' runs start at those offsets.
+
+        Called by a rebalance's recovery (Faust's `on_recovery_completed`) with the flow running, the flow is stopped
+        first and stays stopped until recovery resumes it (module doc: the seek's records were cleared unseen)."""
+        if self.app.rebalancing and self.flow_active:
+            self.stop_flow()
+            self.recovery_flow_holds += 1
         await super().perform_seek()
         changelogs = set(self.app.tables.changelog_topics)
         streams = [tp for tp in self.assignment() if tp.topic not in changelogs]
