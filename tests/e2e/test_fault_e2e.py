@@ -32,7 +32,7 @@ from coinpulse_common.settings import Settings
 from coinpulse_mentions import default_matcher, doc_hits
 from coinpulse_platform.isolated import cli
 from coinpulse_sink.rewind import CONVERTER_STAGES, RewindLedger, replay_key
-from coinpulse_testing.kafka import read_messages, topic_size
+from coinpulse_testing.kafka import read_messages, read_values, topic_size
 from coinpulse_testing.net import get_json as get
 from coinpulse_testing.procs import Procs, kill9_pid
 from coinpulse_testing.reference import candle_diff, reference_candles, sim_trades
@@ -45,6 +45,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.own_stack, 
 OFFSET = 2000
 MARKETS = "KRW-BTC,KRW-ETH,KRW-XRP"
 GALLERY = "bitcoins_new1"
+GRACE_MS = 2000  # the agent's candle grace
 FEED_S = 1200  # an upper bound: the test ends the feed (POST /sim/finish) once the faults are done
 
 
@@ -65,14 +66,37 @@ def ms(v) -> int:
     return v if isinstance(v, int) else int(round(v.timestamp() * 1000))
 
 
-def where_missing(env, bad: dict[tuple[str, int], list[str]]) -> str:
+def where_missing(env, bad: dict[tuple[str, int], list[str]], want: dict) -> str:
     """Which stage lost the candles missing from PostgreSQL: are they in candle.1m (then the sink), or not (the
     agent)? For the failure message only."""
     missing = {topics.gold_key(m, b).encode() for (m, b), d in bad.items() if d == ["missing"]}
     if not missing:
         return "none missing"
     in_topic = {m.key() for m in read_messages(settings_of(env), topics.CANDLE_1M, timeout=30)} & missing
-    return f"{len(in_topic)} of the {len(missing)} missing candles are in {topics.CANDLE_1M} (the rest never left the agent)"
+    return (f"{len(in_topic)} of the {len(missing)} missing candles are in {topics.CANDLE_1M} (the rest never left "
+            f"the agent); {trade_trail(env, [k for k, d in bad.items() if d == ['missing']], want)}")
+
+
+def trade_trail(env, keys: list[tuple[str, int]], want: dict) -> str:
+    """Where the trades of the missing candles are: in the reference, in upbit.trade (did the agent get them at all?),
+    in candle.late (did the agent call them late?), in silver.trades. For the failure message only."""
+    def bucket_of(v: dict) -> tuple[str, int]:
+        return v["market"], v["trade_timestamp"] - v["trade_timestamp"] % 60_000
+
+    s = settings_of(env)
+    out = []
+    try:
+        topic_trades = [bucket_of(v) for v in read_values(s, topics.UPBIT_TRADE, timeout=30)]
+        late = [bucket_of(v) for v in read_values(s, topics.CANDLE_LATE, timeout=30)]
+    except Exception as exc:  # noqa: BLE001 - diagnosis only
+        return f"trade trail unavailable: {exc!r}"
+    for market, start in keys[:4]:
+        silver = pg_rows(env, f"SELECT count(*) FROM silver.trades WHERE market = '{market}' AND trade_timestamp >= "
+                              f"to_timestamp({start / 1000}) AND trade_timestamp < to_timestamp({(start + 60_000) / 1000})")
+        out.append(f"{market}@{start}: reference {want[(market, start)]['trade_count']}, in {topics.UPBIT_TRADE} "
+                   f"{topic_trades.count((market, start))}, in {topics.CANDLE_LATE} {late.count((market, start))}, "
+                   f"in silver.trades {silver[0][0] if silver else '?'}")
+    return "trades of the missing candles: " + "; ".join(out)
 
 
 def agent_state(env, tmp_path) -> str:
@@ -88,10 +112,10 @@ def agent_state(env, tmp_path) -> str:
             f"task stacks in {tmp_path / 'candle-agent-tasks.txt'}")
 
 
-def candles_in_pg(env) -> dict[tuple[str, int], dict]:
+def candles_in_pg(env, interval: str = "1m") -> dict[tuple[str, int], dict]:
     cols = ("market", "interval", "bucket_start", "open", "high", "low", "close", "volume", "quote_volume", "vwap",
             "trade_count", "buy_volume", "sell_volume", "first_trade_at", "last_trade_at")
-    rows = pg_rows(env, f"SELECT {', '.join(cols)} FROM gold.candles WHERE interval = '1m'")
+    rows = pg_rows(env, f"SELECT {', '.join(cols)} FROM gold.candles WHERE interval = '{interval}'")
     out = {}
     for r in rows:
         d = dict(zip(cols, r, strict=True))
@@ -199,7 +223,7 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
         wait_for(lambda: pg_rows(env, "SELECT count(*) FROM gold.candles"), 120,
                  "the sink's migrations: " + procs.tail("sink"))
         procs.start("candle-agent", ["-m", "coinpulse_candle_agent"], {
-            "COINPULSE_CANDLE_GRACE_MS": "2000", "COINPULSE_CANDLE_MENTION_GRACE_MS": "2000",
+            "COINPULSE_CANDLE_GRACE_MS": str(GRACE_MS), "COINPULSE_CANDLE_MENTION_GRACE_MS": "2000",
             "COINPULSE_CANDLE_MENTION_LATENESS_MS": str(24 * 3_600_000), "COINPULSE_CANDLE_IDLE_AFTER_MS": "1500"})
         procs.start("ingest-upbit", ["-m", "coinpulse_ingest_upbit"], {
             "COINPULSE_INGEST_UPBIT_WS_URL": f"ws://127.0.0.1:{env['COINPULSE_SIM_UPBIT_PORT']}/websocket/v1",
@@ -259,8 +283,22 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
             assert time.monotonic() < deadline, (
                 f"{procs.tail('candle-agent', 1500)}\n"  # the diagnosis last: CI shows the end of a long message
                 f"{len(diffs[0])}/{len(want)} candles differ, extra {sorted(diffs[1])[:3]}: "
-                f"{list(diffs[0].items())[:3]}; {where_missing(env, diffs[0])}; {agent_state(env, tmp_path)}")
+                f"{list(diffs[0].items())[:3]}; {where_missing(env, diffs[0], want)}; {agent_state(env, tmp_path)}")
             time.sleep(1)
+
+        # 5-minute candles (the agent's rollups of its minutes): each one the last trades closed equals the reference
+        # (a rollup first closed while the registry was down used to be marked emitted and never sent)
+        last_ts = max(t.ts for t in unique)
+        want5 = {(m, b): c for (_, m, b), c in reference_candles(unique, intervals=("5m",)).items()
+                 if b + 300_000 + GRACE_MS <= last_ts}
+
+        def diffs_5m() -> dict:
+            got = candles_in_pg(env, "5m")
+            return {k: d for k, w in want5.items() if (d := candle_diff(got[k], w) if k in got else ["missing"])}
+
+        wait_for(lambda: not diffs_5m(), 60, lambda: (f"5-minute candles equal to the reference: "
+                                                      f"{list(diffs_5m().items())[:3]}; {agent_state(env, tmp_path)}"))
+        candles_5m = len(want5)
 
         # community: the site after the crawler has caught up; mentions equal the matcher over it
         site = get(dc_url + "/sim/state")["galleries"]
@@ -317,8 +355,9 @@ def test_pipeline_under_faults_equals_reference(env, tmp_path):
         assert committed_count(env, "dlq.crawl-dc") == bad_pages
         metrics = httpx.get(f"http://127.0.0.1:{env['COINPULSE_CANDLE_METRICS_PORT']}/metrics", timeout=10).text
         agent_counts = {line.split()[0]: line.split()[1] for line in metrics.splitlines()
-                        if line.startswith(("coinpulse_candle_stale_read_offsets", "coinpulse_candle_input_stall"))}
-        print(f"fault e2e: agent {agent_counts}; {len(unique)} trades, {len(want)} candles, {len(want_mentions)} mention buckets, "
+                        if line.startswith(("coinpulse_candle_stale_read_offsets", "coinpulse_candle_input_stall",
+                                                   "coinpulse_candle_recovery_flow_holds", "coinpulse_candle_gap_seeks"))}
+        print(f"fault e2e: agent {agent_counts}; {len(unique)} trades, {len(want)} candles, {candles_5m} 5-minute candles, {len(want_mentions)} mention buckets, "
               f"{len(posts)} posts, {len(comments)} comments, {malformed} malformed frames, {bad_pages} malformed pages; "
               f"faults done at {faults_done:.0f}s, total {time.monotonic() - t0:.0f}s")
     finally:

@@ -75,3 +75,49 @@ async def test_debug_tasks_shows_where_each_task_waits_down_to_the_innermost_awa
     block = text.split("--- probe-task ")[1].split("\n---")[0]
     names = [line.rsplit(" in ", 1)[1] for line in block.splitlines() if " in " in line]
     assert names[:3] == ["outer", "innermost_wait", "wait"], block
+
+
+async def test_input_waits_until_every_output_schema_id_is_known():
+    """The engines mark what they emit as they apply input: an output encoded only then, with the registry down,
+    was never emitted (CI: the first 1-minute candles of two markets missing after the registry's kill -9)."""
+    from coinpulse_common.wire import SchemaNotRegistered
+
+    agent = CandleAgent(CandleSettings(), trade_partitions=3)
+    assert {e.subject for e in agent.encoders} >= {"candle.1m-value", "candle.5m-value", "candle.1h-value",
+                                                   "mention.1m-value", "candle.late-value", "dlq.candle-agent-value"}
+    calls: list[str] = []
+    down = {"candle.5m-value": 2}  # the registry refuses twice, then answers
+
+    def resolver(enc):
+        def resolve() -> int:
+            calls.append(enc.subject)
+            if down.get(enc.subject, 0) > 0:
+                down[enc.subject] -= 1
+                raise SchemaNotRegistered("registry unreachable")
+            enc.schema_id = 7
+            return 7
+        return resolve
+
+    for enc in agent.encoders:
+        enc.resolve = resolver(enc)
+    await agent._outputs_ready()
+    assert all(e.schema_id == 7 for e in agent.encoders)
+    assert calls.count("candle.5m-value") == 3 and agent.metrics["registry_waits"] == 2
+    calls.clear()
+    await agent._outputs_ready()
+    assert calls == [], "looked up once"
+
+
+async def test_an_error_while_a_chunk_is_applied_reloads_the_engine_and_reads_again():
+    agent = CandleAgent(CandleSettings(), trade_partitions=3)
+    agent.candles.engines[1] = object()  # an engine that applied half a chunk
+    agent.candles.anchors[1] = (0, None, 5)
+    seeks: list[bool] = []
+
+    async def perform_seek() -> None:
+        seeks.append(True)
+
+    agent.app.consumer.perform_seek = perform_seek
+    await agent._reread(agent.candles, 1, ValueError("a bug"))
+    assert 1 not in agent.candles.engines and 1 not in agent.candles.anchors
+    assert seeks == [True] and agent.metrics["processing_failures"] == 1

@@ -8,6 +8,12 @@ Values are Avro (Confluent wire format) through coinpulse_common.wire (fastavro;
 written with exactly its declared schema's registered id, never another's); Faust
 only moves bytes. Trades are consumed in chunks of records (bulk.py), one Faust event per partition and fetch.
 A record that cannot be decoded or validated goes to dlq.candle-agent with the reason.
+Every output's schema id is looked up before any input is applied (`_outputs_ready`): the engines settle what they
+emit as they apply input (a closed bucket is marked emitted), so an output that could not be encoded then (the
+registry down at the first close of a 5-minute bucket after a start) was never emitted at all, and the agent task
+crashed. While the registry cannot answer, input waits. An unexpected error while a chunk is applied drops that
+partition's engine (it is loaded again from its last flushed state) and reads the input again from the committed
+offsets (`_reread`), instead of going on with an engine that applied half a chunk.
 A timer advances event time for partitions that are idle and fully read, so the last candles close.
 
 HTTP (Faust's web server on `COINPULSE_CANDLE_METRICS_PORT`; Faust starts it once table recovery is done):
@@ -43,6 +49,7 @@ from coinpulse_common import topics
 from coinpulse_common.deadletter import dead_letter_record
 from coinpulse_common.logging import get_logger
 from coinpulse_common.paths import state_dir
+from coinpulse_common.wire import SchemaNotRegistered
 from coinpulse_mentions import comment_document, default_matcher, document_hits, post_document
 from confluent_kafka.admin import AdminClient
 from faust.types import TP
@@ -70,6 +77,7 @@ METADATA_MAX_AGE_MS = 5_000  # see the App's consumer_metadata_max_age_ms
 RAW_TABLE = {"key_type": bytes, "value_type": bytes, "schema": faust.Schema(**RAW)}
 STALL_RESEEK_S = 30.0  # a partition with unread input and no record delivered for this long is read again
 EXIT_DELIVERY_FAILED = 75  # EX_TEMPFAIL: start the worker again once Kafka is back
+REGISTRY_MAX_WAIT_S = 30.0  # the longest pause between two lookups of an output's schema id
 
 
 class DeliveryGuard(faust.Sensor):
@@ -183,6 +191,8 @@ class CandleAgent:
         self.candle_codecs = {iv: AvroValueEncoder(t, s) for iv, t in s.candle_topics().items()}
         self.late_codec = AvroValueEncoder(s.candle_late_topic, s)
         self.dlq_codec = AvroValueEncoder(s.candle_dlq_topic, s)
+        self.encoders = [*self.candle_codecs.values(), self.late_codec, self.dlq_codec]  # _outputs_ready
+        self._outputs_resolved = False
 
         self.trades = app.topic(s.candle_trade_topic, **RAW)
         use_bulk_transport(app, {s.candle_trade_topic})
@@ -225,8 +235,13 @@ class CandleAgent:
             m = ev.message
             records = getattr(m, "records", None) or (m,)
             await self.trade_codec.ensure_schemas((r.value for r in records), self._registry_wait)
+            await self._outputs_ready()
             async with self.lock:
-                self._handle_trades(m.partition, records)
+                try:
+                    self._handle_trades(m.partition, records)
+                except Exception as exc:  # noqa: BLE001 - a bug must not leave a half-applied engine (module doc)
+                    await self._reread(self.candles, m.partition, exc)
+                    continue
                 self.candles.touch(m.partition, records[-1].offset)
                 await self._confirm_emitted()
                 self.candles.flush()
@@ -283,7 +298,33 @@ class CandleAgent:
             pending, self._unconfirmed = self._unconfirmed, []
             await asyncio.gather(*pending)
 
-    def _registry_wait(self, schema_id: int, exc: Exception, delay_s: float) -> None:
+    async def _outputs_ready(self) -> None:
+        """Wait until every output encoder knows its schema id (module doc); a no-op once they all do."""
+        if self._outputs_resolved:
+            return
+        for enc in self.encoders:
+            delay = 0.5
+            while enc.schema_id < 0:
+                try:
+                    await asyncio.to_thread(enc.resolve)
+                except SchemaNotRegistered as exc:
+                    self._registry_wait(enc.subject, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, REGISTRY_MAX_WAIT_S)
+        self._outputs_resolved = True
+
+    async def _reread(self, engines: PartitionEngines, partition: int, exc: Exception) -> None:
+        """After an unexpected error while input of `partition` was applied: its engine is dropped (loaded again
+        from the table, the state of its last flush) and every partition is read again from its committed offset
+        (records already applied are recognised again)."""
+        self.metrics["processing_failures"] += 1
+        log.error("processing_failed", partition=partition, error=f"{type(exc).__name__}: {exc}"[:300],
+                  hint="the partition's engine is reloaded from its last flushed state and its input read again from "
+                  "the committed offset; if this repeats, report it with this log line")
+        engines.revoke({partition})
+        await self.app.consumer.perform_seek()
+
+    def _registry_wait(self, schema_id: int | str, exc: Exception, delay_s: float) -> None:
         self.metrics["registry_waits"] += 1
         log.warning("registry_unavailable", schema_id=schema_id, error=str(exc)[:200], retry_in_s=delay_s,
                     hint="records wait (none is dead-lettered) until the schema registry answers: `coinpulse up`")
@@ -302,6 +343,7 @@ class CandleAgent:
         self.matcher = default_matcher()
         self.doc_codec = AvroValueDecoder(s)  # posts and comments (writer schema by id)
         self.mention_codec = AvroValueEncoder(s.candle_out_mention, s)
+        self.encoders.append(self.mention_codec)
         self.mention_out = app.topic(s.candle_out_mention, **RAW)
         n = s.candle_mention_partitions
         self.hits = app.topic(f"{s.candle_app_id}-mention-hits", internal=True, partitions=n, **RAW)
@@ -318,6 +360,7 @@ class CandleAgent:
         s = self.s
         async for events in stream.take_events(s.candle_batch_size, within=s.candle_batch_within_s):
             await self.doc_codec.ensure_schemas((ev.value for ev in events), self._registry_wait)
+            await self._outputs_ready()
             latest = None
             for ev in events:
                 m = ev.message
@@ -353,6 +396,7 @@ class CandleAgent:
     async def _count_mentions(self, stream: Any) -> None:
         s = self.s
         async for events in stream.take_events(s.candle_batch_size, within=s.candle_batch_within_s):
+            await self._outputs_ready()
             async with self.lock:
                 for ev in events:
                     p, off = ev.message.partition, ev.message.offset
@@ -390,6 +434,7 @@ class CandleAgent:
             return
         self.timer_held = None
         self.timer_ran_ms = now_ms()  # past the guard: health `busy` shows a worker stuck rebalancing or recovering
+        await self._outputs_ready()
         assigned = app.consumer.assignment()
         self._reactivate_lost(assigned)
         for topic, engines in self.engine_sets.items():
@@ -582,6 +627,8 @@ class CandleAgent:
         lines.append(f"coinpulse_candle_gap_seeks_total {getattr(consumer, 'gap_seeks', 0)}")
         # records Faust's fetch loop would have dropped below a stale read offset (bulk.py)
         lines.append(f"coinpulse_candle_stale_read_offsets_total {getattr(consumer, 'stale_read_offsets', 0)}")
+        # recovery seeks run with the flow stopped, so the stream queue clear after them drops nothing (bulk.py)
+        lines.append(f"coinpulse_candle_recovery_flow_holds_total {getattr(consumer, 'recovery_flow_holds', 0)}")
         assigned = self._assigned()
         lines += [f'coinpulse_candle_assigned{{topic="{tp.topic}",partition="{tp.partition}"}} 1' for tp in assigned]
         for name, engines in (("candle", self.candles), ("mention", getattr(self, "mentions", None))):
