@@ -88,18 +88,17 @@ async def test_input_waits_until_every_output_schema_id_is_known():
     calls: list[str] = []
     down = {"candle.5m-value": 2}  # the registry refuses twice, then answers
 
-    def resolver(enc):
-        def resolve() -> int:
+    def lookup(enc):
+        def one() -> None:
             calls.append(enc.subject)
             if down.get(enc.subject, 0) > 0:
                 down[enc.subject] -= 1
                 raise SchemaNotRegistered("registry unreachable")
-            enc.schema_id = 7
-            return 7
-        return resolve
+            enc.schema_id, enc._header = 7, b"\0\0\0\0\7"
+        return one
 
     for enc in agent.encoders:
-        enc.resolve = resolver(enc)
+        enc._lookup = lookup(enc)
     await agent._outputs_ready()
     assert all(e.schema_id == 7 for e in agent.encoders)
     assert calls.count("candle.5m-value") == 3 and agent.metrics["registry_waits"] == 2

@@ -200,8 +200,7 @@ class FastEncoder:
         deadline, delay = time.monotonic() + self.wait_s, 0.25
         while not self._header:
             try:
-                self.schema_id = registered_id(self._registry, self.subject, self._text)
-                self._header = b"\0" + self.schema_id.to_bytes(4, "big")
+                self._lookup()
             except Exception as exc:  # noqa: BLE001 - down, missing, another schema: all wait, then refuse
                 if time.monotonic() + delay > deadline:
                     raise SchemaNotRegistered(
@@ -212,6 +211,25 @@ class FastEncoder:
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_WAIT_S)
         return self.schema_id
+
+    def _lookup(self) -> None:
+        """One lookup of the schema id; the header is then precomputed."""
+        self.schema_id = registered_id(self._registry, self.subject, self._text)
+        self._header = b"\0" + self.schema_id.to_bytes(4, "big")
+
+    async def ensure_resolved(self, on_wait: Callable[[str, Exception, float], None] | None = None) -> None:
+        """Look the schema id up without blocking the event loop, waiting (with backoff) for as long as the registry
+        cannot give it: for a writer that must know the id before it applies any input (the candle agent). A no-op
+        once the id is known; `on_wait(subject, error, delay_s)` hears of each wait."""
+        delay = 0.5
+        while not self._header:
+            try:
+                await asyncio.to_thread(self._lookup)
+            except Exception as exc:  # noqa: BLE001 - down, missing, another schema: all wait
+                if on_wait is not None:
+                    on_wait(self.subject, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_WAIT_S)
 
     def encode(self, value: dict[str, Any]) -> bytes:
         if not self._header:

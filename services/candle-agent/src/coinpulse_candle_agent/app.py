@@ -49,7 +49,6 @@ from coinpulse_common import topics
 from coinpulse_common.deadletter import dead_letter_record
 from coinpulse_common.logging import get_logger
 from coinpulse_common.paths import state_dir
-from coinpulse_common.wire import SchemaNotRegistered
 from coinpulse_mentions import comment_document, default_matcher, document_hits, post_document
 from confluent_kafka.admin import AdminClient
 from faust.types import TP
@@ -77,7 +76,6 @@ METADATA_MAX_AGE_MS = 5_000  # see the App's consumer_metadata_max_age_ms
 RAW_TABLE = {"key_type": bytes, "value_type": bytes, "schema": faust.Schema(**RAW)}
 STALL_RESEEK_S = 30.0  # a partition with unread input and no record delivered for this long is read again
 EXIT_DELIVERY_FAILED = 75  # EX_TEMPFAIL: start the worker again once Kafka is back
-REGISTRY_MAX_WAIT_S = 30.0  # the longest pause between two lookups of an output's schema id
 
 
 class DeliveryGuard(faust.Sensor):
@@ -192,7 +190,6 @@ class CandleAgent:
         self.late_codec = AvroValueEncoder(s.candle_late_topic, s)
         self.dlq_codec = AvroValueEncoder(s.candle_dlq_topic, s)
         self.encoders = [*self.candle_codecs.values(), self.late_codec, self.dlq_codec]  # _outputs_ready
-        self._outputs_resolved = False
 
         self.trades = app.topic(s.candle_trade_topic, **RAW)
         use_bulk_transport(app, {s.candle_trade_topic})
@@ -300,18 +297,8 @@ class CandleAgent:
 
     async def _outputs_ready(self) -> None:
         """Wait until every output encoder knows its schema id (module doc); a no-op once they all do."""
-        if self._outputs_resolved:
-            return
         for enc in self.encoders:
-            delay = 0.5
-            while enc.schema_id < 0:
-                try:
-                    await asyncio.to_thread(enc.resolve)
-                except SchemaNotRegistered as exc:
-                    self._registry_wait(enc.subject, exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, REGISTRY_MAX_WAIT_S)
-        self._outputs_resolved = True
+            await enc.ensure_resolved(self._registry_wait)
 
     async def _reread(self, engines: PartitionEngines, partition: int, exc: Exception) -> None:
         """After an unexpected error while input of `partition` was applied: its engine is dropped (loaded again
